@@ -1,0 +1,130 @@
+"""Typed, validated configuration objects.
+
+Every configurable thing in cclnn (a network, later a training run) is a frozen dataclass.
+Values coming from a user (keyword overrides, YAML, ``key=value`` on the command line) go
+through :func:`make_config`, which refuses unknown keys (suggesting the closest valid one)
+and values of the wrong type, so a typo is an error instead of a silently ignored option.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any, Mapping, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key."""
+
+
+def suggest(name: str, choices) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin is typing.Union:
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        inner = _describe(args[0]) if args else "value"
+        return f"list of {inner}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted where lossless.
+
+    ints are accepted for floats, lists for tuples; strings are never converted to numbers
+    here (the command-line parser does that with YAML rules before calling this).
+    """
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    if origin is typing.Union:
+        for arg in typing.get_args(tp):
+            try:
+                return coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        items = [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return make_config(tp, value, prefix=f"{key}.")
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in cclnn, not user error
+
+
+def make_config(cls: type[T], values: Mapping[str, Any] | None = None, *, base: T | None = None,
+                prefix: str = "") -> T:
+    """Build the dataclass ``cls`` from ``values`` (on top of ``base`` if given), validated."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            raise ConfigError(f"unknown key '{prefix}{key}'{suggest(key, fields)}; "
+                              f"valid keys: {', '.join(sorted(fields))}")
+    kwargs = {} if base is None else {f: getattr(base, f) for f in fields}
+    for key, value in values.items():
+        kwargs[key] = coerce(value, hints[key], prefix + key)
+    try:
+        config = cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {exc}") from None
+    check = getattr(config, "validate", None)
+    if check is not None:
+        check()
+    return config
+
+
+def config_to_dict(config: Any) -> dict:
+    """A plain dict (tuples as lists) suitable for YAML/JSON."""
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
