@@ -1,0 +1,1 @@
+"""Image input/output and datasets."""

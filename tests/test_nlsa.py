@@ -1,0 +1,110 @@
+"""NLSA against a slow, obviously correct loop implementation of the official algorithm."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cclnn.models import NonLocalSparseAttention
+from cclnn.models.nlsa import num_buckets
+
+
+def loop_reference(module: NonLocalSparseAttention, x: torch.Tensor, rotations: torch.Tensor):
+    """Explicit loops over images, hash rounds, chunks and queries (float64 attention)."""
+    n, c, h, w = x.shape
+    length = h * w
+    query = module.conv_match(x).flatten(2).transpose(1, 2)  # N, L, Cq (float32)
+    value = module.conv_assembly(x).flatten(2).transpose(1, 2).double()
+    rounds = rotations.shape[1]
+    out = torch.zeros(n, length, c, dtype=torch.float64)
+    for b in range(n):
+        results, lses = [], []
+        for r in range(rounds):
+            projected = query[b] @ rotations[:, r]
+            codes = torch.cat([projected, -projected], dim=-1).argmax(dim=-1).tolist()
+            order = sorted(range(length), key=lambda i: (codes[i], i))
+            chunk = min(module.chunk_size, length)
+            n_chunks = math.ceil(length / chunk)
+            padding = n_chunks * chunk - length
+            sequence = order + order[length - padding:] if padding else order
+            chunks = [sequence[i * chunk:(i + 1) * chunk] for i in range(n_chunks)]
+            result = torch.zeros(length, c, dtype=torch.float64)
+            lse = torch.zeros(length, dtype=torch.float64)
+            for i in range(n_chunks):
+                key_ids = chunks[i] + chunks[(i - 1) % n_chunks] + chunks[(i + 1) % n_chunks]
+                keys = query[b, key_ids].double()
+                keys = keys / keys.norm(dim=-1, keepdim=True).clamp_min(5e-5)
+                for j, qi in enumerate(chunks[i]):
+                    if i * chunk + j >= length:  # a padding query: dropped
+                        continue
+                    scores = keys @ query[b, qi].double()
+                    result[qi] = torch.softmax(scores, 0) @ value[b, key_ids]
+                    lse[qi] = torch.logsumexp(scores, 0)
+            results.append(result)
+            lses.append(lse)
+        weights = torch.softmax(torch.stack(lses), dim=0)
+        out[b] = (torch.stack(results) * weights[..., None]).sum(0)
+    attended = out.transpose(1, 2).reshape(n, c, h, w)
+    return x.double() + module.res_scale * attended
+
+
+@pytest.mark.parametrize("size", [(11, 13), (8, 8), (5, 7), (3, 4), (1, 1)])
+def test_matches_loop_reference(size):
+    module = NonLocalSparseAttention(8, n_hashes=3, chunk_size=16, reduction=2, res_scale=0.5)
+    x = torch.randn(2, 8, *size)
+    rotations = torch.randn(module.rotations_shape(*size))
+    with torch.no_grad():
+        fast = module(x, rotations=rotations)
+        slow = loop_reference(module, x, rotations)
+    assert fast.shape == x.shape
+    assert (fast.double() - slow).abs().max().item() <= 1e-5
+
+
+def test_default_chunk_and_padding():
+    module = NonLocalSparseAttention(16, reduction=4)  # chunk 144, 4 hashes
+    x = torch.randn(1, 16, 17, 19)  # L = 323: 3 chunks, 109 padded positions
+    rotations = torch.randn(module.rotations_shape(17, 19))
+    assert rotations.shape == (4, 4, 1)
+    with torch.no_grad():
+        diff = (module(x, rotations=rotations).double() - loop_reference(module, x, rotations))
+    assert diff.abs().max().item() <= 1e-5
+
+
+def test_bucket_rule():
+    assert num_buckets(48 * 48, 144) == 16
+    assert num_buckets(37 * 53, 144) == 14  # 13 rounded up to even
+    assert num_buckets(512 * 512, 144) == 128
+    assert num_buckets(100, 144) == 2  # official code would have 0 buckets and fail
+
+
+def test_eval_deterministic_train_random():
+    module = NonLocalSparseAttention(16, chunk_size=8, reduction=4)
+    x = torch.randn(1, 16, 9, 10)
+    module.eval()
+    with torch.no_grad():
+        a, b = module(x), module(x)
+        torch.randn(5)  # the global RNG state must not matter in eval mode
+        c = module(x)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    generator = torch.Generator().manual_seed(module.eval_seed)
+    expected = module(x, rotations=torch.randn(module.rotations_shape(9, 10), generator=generator))
+    assert torch.equal(a, expected.detach())
+    module.train()
+    with torch.no_grad():
+        outs = [module(x) for _ in range(4)]
+    assert any(not torch.equal(outs[0], o) for o in outs[1:])
+
+
+def test_rotation_shape_checked():
+    module = NonLocalSparseAttention(8, reduction=2)
+    with pytest.raises(ValueError, match="rotations must have shape"):
+        module(torch.randn(1, 8, 4, 4), rotations=torch.randn(4, 4, 3))
+
+
+def test_gradients_flow():
+    module = NonLocalSparseAttention(8, n_hashes=2, chunk_size=16, reduction=2)
+    x = torch.randn(1, 8, 7, 9, requires_grad=True)
+    module(x).square().sum().backward()
+    assert x.grad is not None
+    for name, p in module.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
