@@ -9,11 +9,13 @@ import time
 
 import numpy as np
 
+from .errors import CclnnError
+
 EXIT_USAGE = 2
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+class CLIError(CclnnError):
+    """A bad command-line option or argument."""
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -80,13 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
-    from .data.images import ImageError
-    from .weights import WeightsError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, ConfigError, WeightsError, ImageError) as exc:
+    except CclnnError as exc:
         print(f"cclnn {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

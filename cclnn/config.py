@@ -12,10 +12,12 @@ import difflib
 import typing
 from typing import Any, Mapping, TypeVar
 
+from .errors import CclnnError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(CclnnError, ValueError):
     """A configuration key or value is invalid; the message names the key."""
 
 

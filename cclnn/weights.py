@@ -18,10 +18,11 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .errors import CclnnError
 from .models.registry import get_entry
 
 
-class WeightsError(ValueError):
+class WeightsError(CclnnError, ValueError):
     """The weights file cannot be read, or does not fit the network."""
 
 

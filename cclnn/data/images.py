@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import CclnnError
 
-class ImageError(ValueError):
+
+class ImageError(CclnnError, ValueError):
     """An image file cannot be read; the message names it."""
 
 
