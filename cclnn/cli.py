@@ -6,6 +6,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +65,97 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_super_resolver(args: argparse.Namespace, scale: int, n_scales: int):
+    """uint8 LR -> uint8 SR for ``--model`` at ``scale`` (MATLAB bicubic for 'bicubic')."""
+    from . import build_model, load_weights
+    from .inference import resolve_device, super_resolve
+    from .resize import imresize
+    if args.model == "bicubic":
+        return lambda lr: imresize(lr, scale)
+    from .weights import resolve_weights
+    model = build_model(args.model, scale)
+    load_weights(model, resolve_weights(args.model, scale, args.weights, n_scales))
+    device = resolve_device(args.device)
+    model.to(device).eval()
+    return lambda lr: super_resolve(model, lr, scale, tile=args.tile, overlap=args.tile_overlap,
+                                    ensemble=args.self_ensemble, device=device)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from .data.benchmark import BenchmarkSet, resolve_benchmark
+    from .evaluate import evaluate, markdown_table
+    folders = [resolve_benchmark(d, args.data_root) for d in args.datasets]
+    results = []
+    for scale in args.scale:
+        sr_fn = _make_super_resolver(args, scale, len(args.scale))
+        for name, folder in zip(args.datasets, folders):
+            bench = BenchmarkSet(folder, scale, name=Path(name).name)
+            save = (Path(args.save_images) / bench.name / f"x{scale}") if args.save_images else None
+            results.append(evaluate(sr_fn, bench, progress=not args.json, save_dir=save))
+    if args.json:
+        print(json.dumps({"results": [r.as_dict() for r in results]}))
+    else:
+        label = args.model + ("+" if args.self_ensemble else "")
+        print(markdown_table(label, results))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .data.benchmark import list_images, mod_crop
+    from .data.images import read_image
+    from .metrics import psnr, ssim
+    hr_files, _ = list_images(Path(args.hr))
+    sr_files, _ = list_images(Path(args.sr))
+    by_stem = {p.stem: p for p in hr_files}
+    suffixes = [args.sr_suffix] if args.sr_suffix is not None else [
+        f"_SR_x{args.scale}", f"_x{args.scale}", f"x{args.scale}", "_SR", ""]
+    rows = []
+    for sr_path in sr_files:
+        match = None
+        for suffix in suffixes:
+            if sr_path.stem.endswith(suffix):
+                stem = sr_path.stem[: len(sr_path.stem) - len(suffix)] if suffix else sr_path.stem
+                if stem in by_stem:
+                    match = by_stem[stem]
+                    break
+        if match is None:
+            print(f"score: no HR image for {sr_path.name}, skipped", file=sys.stderr)
+            continue
+        hr = mod_crop(read_image(match), args.scale)
+        sr = read_image(sr_path)
+        if sr.shape != hr.shape:
+            raise CLIError(f"{sr_path}: size {sr.shape[1]}x{sr.shape[0]} does not match HR "
+                           f"{match.name} cropped to x{args.scale} ({hr.shape[1]}x{hr.shape[0]})")
+        rows.append({"name": match.stem, "psnr": psnr(hr, sr, args.scale),
+                     "ssim": ssim(hr, sr, args.scale)})
+    if not rows:
+        raise CLIError(f"--sr: no image in {args.sr} matches an HR image in {args.hr}")
+    mean_psnr = float(np.mean([r["psnr"] for r in rows]))
+    mean_ssim = float(np.mean([r["ssim"] for r in rows]))
+    if args.json:
+        print(json.dumps({"images": rows, "psnr": mean_psnr, "ssim": mean_ssim}))
+    else:
+        print("| image | PSNR | SSIM |\n|---|---:|---:|")
+        for r in rows:
+            print(f"| {r['name']} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+        print(f"| **mean ({len(rows)})** | {mean_psnr:.2f} | {mean_ssim:.4f} |")
+    return 0
+
+
+def cmd_make_lr(args: argparse.Namespace) -> int:
+    from .data.benchmark import make_lr_files
+    written = make_lr_files(args.hr_dir, args.scales, overwrite=args.overwrite)
+    print(f"wrote {written} LR image(s) under {Path(args.hr_dir).parent / 'LR_bicubic'}")
+    return 0
+
+
+def _scale_list(parser_arg: str) -> int:
+    value = int(parser_arg)
+    if value not in (2, 3, 4):
+        raise argparse.ArgumentTypeError("scale must be 2, 3 or 4")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cclnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +170,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default="butterfly", help="bundled Set5 image name")
     p.add_argument("--repeat", type=int, default=3)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("test", help="PSNR/SSIM of a network on benchmark sets (Table 5 style)")
+    p.add_argument("--model", required=True, help="a registered network, or 'bicubic'")
+    p.add_argument("--weights", help="weights file; '{scale}' in the path is replaced")
+    p.add_argument("--scale", type=_scale_list, nargs="+", required=True)
+    p.add_argument("--datasets", nargs="+", required=True,
+                   help="Set5, Set14, B100, Urban100, Manga109 (under --data-root) or folders")
+    p.add_argument("--data-root", help="folder holding the benchmarks (default $CCLNN_DATA)")
+    p.add_argument("--self-ensemble", action="store_true", help="x8 flip/rotation average")
+    p.add_argument("--tile", type=int, help="tile size in LR pixels (default: whole image)")
+    p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels of context per side")
+    p.add_argument("--save-images", help="write SR images to DIR/DATASET/xS/")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", action="store_true", help="JSON results only on stdout")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("score", help="PSNR/SSIM of SR images made elsewhere against HR")
+    p.add_argument("--hr", required=True, help="folder of HR images")
+    p.add_argument("--sr", required=True, help="folder of SR images")
+    p.add_argument("--scale", type=_scale_list, required=True)
+    p.add_argument("--sr-suffix", help="suffix of SR file stems, e.g. _RCAN_x2 (default: "
+                                       "tries _SR_xS, _xS, xS, _SR and none)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("make-lr", help="write MATLAB-bicubic LR_bicubic/X{s}/ beside HR_DIR")
+    q.add_argument("hr_dir")
+    q.add_argument("--scales", type=_scale_list, nargs="+", default=[2, 3, 4])
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_make_lr)
     return parser
 
 
@@ -85,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CclnnError as exc:
+    except (CclnnError, OSError) as exc:
         print(f"cclnn {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

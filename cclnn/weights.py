@@ -26,6 +26,31 @@ class WeightsError(CclnnError, ValueError):
     """The weights file cannot be read, or does not fit the network."""
 
 
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+
+
+def shipped_weights(name: str, scale: int) -> Path | None:
+    """Weights that ship inside the package for ``name`` at ``scale``, if any."""
+    path = PRETRAINED / f"{name}_x{scale}.safetensors"
+    return path if path.is_file() else None
+
+
+def resolve_weights(name: str, scale: int, option: str | None, n_scales: int = 1) -> Path:
+    """The weights file for one scale: ``option`` (``{scale}`` is replaced), else shipped."""
+    if option:
+        if "{scale}" in option:
+            return Path(option.replace("{scale}", str(scale)))
+        if n_scales > 1:
+            raise WeightsError("--weights: several scales need one file each; put '{scale}' in "
+                               "the path (e.g. model_x{scale}.pt)")
+        return Path(option)
+    shipped = shipped_weights(name, scale)
+    if shipped is None:
+        raise WeightsError(f"--weights: required for model '{name}' at x{scale} "
+                           f"(no weights ship with cclnn for it)")
+    return shipped
+
+
 WRAPPER_KEYS = ("model", "params_ema", "params", "state_dict", "model_state_dict")
 
 

@@ -17,3 +17,9 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep the LR cache of the tests out of the user's ~/.cache."""
+    os.environ["CCLNN_CACHE"] = str(tmp_path_factory.mktemp("cache"))

@@ -34,3 +34,90 @@ def test_errors_are_one_line_without_traceback():
 def test_demo_runs(capsys):
     assert main(["demo", "--model", "edsr-baseline", "--repeat", "1"]) == 0
     assert "-> output 256x256" in capsys.readouterr().out
+
+
+def _json_results(capsys, argv):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    return json.loads(out)["results"]
+
+
+def test_test_bicubic_matches_literature_set5(capsys):
+    results = _json_results(capsys, ["test", "--model", "bicubic", "--scale", "2", "3", "4",
+                                     "--datasets", "Set5", "--json"])
+    published = {2: 33.66, 3: 30.39, 4: 28.42}
+    assert [r["scale"] for r in results] == [2, 3, 4]
+    for r in results:
+        assert r["dataset"] == "Set5" and r["images"] == 5
+        assert abs(r["psnr"] - published[r["scale"]]) <= 0.02
+
+
+def test_test_bicubic_b100(capsys):
+    from conftest import shared_path
+    b100 = shared_path("data", "benchmark", "B100")
+    results = _json_results(capsys, ["test", "--model", "bicubic", "--scale", "2", "3", "4",
+                                     "--datasets", str(b100), "--json"])
+    published = {2: 29.56, 3: 27.21, 4: 25.96}
+    for r in results:
+        assert r["images"] == 100 and abs(r["psnr"] - published[r["scale"]]) <= 0.02
+
+
+def test_test_a2n_official_weights(capsys):
+    from conftest import shared_path
+    weights = shared_path("weights", "a2n", "aan_x2.pt")
+    [r] = _json_results(capsys, ["test", "--model", "a2n", "--weights", str(weights),
+                                 "--scale", "2", "--datasets", "Set5", "--json"])
+    assert abs(r["psnr"] - 38.06) <= 0.005 and abs(r["ssim"] - 0.9607) <= 0.0002
+
+
+def test_test_table_and_errors(capsys, tmp_path):
+    assert main(["test", "--model", "bicubic", "--scale", "4", "--datasets", "Set5",
+                 "--save-images", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| Model | Scale | Set5 |") and "| bicubic | x4 | 28.4" in out
+    assert len(list((tmp_path / "Set5" / "x4").glob("*.png"))) == 5
+    assert main(["test", "--model", "edsr", "--scale", "2", "--datasets", "Set5"]) == 2
+    assert "--weights: required" in capsys.readouterr().err
+    assert main(["test", "--model", "edsr", "--weights", "w.pt", "--scale", "2", "3",
+                 "--datasets", "Set5"]) == 2
+    assert "{scale}" in capsys.readouterr().err
+    assert main(["test", "--model", "bicubic", "--scale", "2", "--datasets", "Urban100",
+                 "--data-root", str(tmp_path)]) == 2
+    assert "Urban100" in capsys.readouterr().err
+
+
+def test_score_matches_test(capsys, tmp_path):
+    from cclnn.assets import SET5
+    from cclnn.data.images import read_image, write_image
+    from cclnn.resize import imresize
+    sr_dir = tmp_path / "sr"
+    sr_dir.mkdir()
+    for lr_file in sorted((SET5 / "LR_bicubic" / "X3").glob("*.png")):
+        stem = lr_file.stem[:-2]
+        write_image(sr_dir / f"{stem}_RCAN_x3.png", imresize(read_image(lr_file), 3))
+    assert main(["score", "--hr", str(SET5 / "HR"), "--sr", str(sr_dir), "--scale", "3",
+                 "--sr-suffix", "_RCAN_x3", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert len(scored["images"]) == 5
+    [tested] = _json_results(capsys, ["test", "--model", "bicubic", "--scale", "3",
+                                      "--datasets", "Set5", "--json"])
+    assert abs(scored["psnr"] - tested["psnr"]) < 1e-9
+    for f in sr_dir.iterdir():  # default suffixes: _x3
+        f.rename(f.with_name(f.name.replace("_RCAN_x3", "_x3")))
+    assert main(["score", "--hr", str(SET5 / "HR"), "--sr", str(sr_dir), "--scale", "3"]) == 0
+    assert "| **mean (5)** |" in capsys.readouterr().out
+
+
+def test_make_lr_reproduces_matlab(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+
+    from cclnn.assets import SET5
+    from cclnn.data.images import read_image
+    shutil.copytree(SET5 / "HR", tmp_path / "HR")
+    assert main(["data", "make-lr", str(tmp_path / "HR"), "--scales", "2", "3", "4"]) == 0
+    for s in (2, 3, 4):
+        for ref in (SET5 / "LR_bicubic" / f"X{s}").glob("*.png"):
+            assert np.array_equal(read_image(tmp_path / "LR_bicubic" / f"X{s}" / ref.name),
+                                  read_image(ref))

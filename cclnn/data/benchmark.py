@@ -1,0 +1,166 @@
+"""Benchmark sets: ``NAME/HR/*.png`` with optional MATLAB-made ``NAME/LR_bicubic/X{s}/``.
+
+Without LR files the LR image is made with the MATLAB-exact resize and cached on disk under
+``$CCLNN_CACHE`` (default ``~/.cache/cclnn``), keyed by the SHA-256 of the HR file's bytes,
+so a changed HR image never gets a stale LR image.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..assets import SET5
+from ..errors import CclnnError
+from ..resize import imresize
+from .images import ImageError, is_image_file, read_image, write_image
+
+BENCHMARKS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
+ALIASES = {"bsd100": "B100", "bsds100": "B100", "urban": "Urban100", "manga": "Manga109"}
+
+
+class DatasetError(CclnnError):
+    """A dataset cannot be found or has an inconsistent layout."""
+
+
+def data_root(option: str | None = None) -> Path | None:
+    value = option or os.environ.get("CCLNN_DATA")
+    return Path(value) if value else None
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CCLNN_CACHE", Path.home() / ".cache" / "cclnn"))
+
+
+def canonical_name(name: str) -> str | None:
+    lowered = name.lower()
+    for known in BENCHMARKS:
+        if known.lower() == lowered:
+            return known
+    return ALIASES.get(lowered)
+
+
+def resolve_benchmark(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Folder of benchmark ``name``: a path, or a standard name under the data root."""
+    path = Path(name)
+    if path.is_dir():
+        if not (path / "HR").is_dir():
+            raise DatasetError(f"{path}: a benchmark folder needs an HR/ sub-folder")
+        return path
+    canonical = canonical_name(name)
+    if canonical is None:
+        raise DatasetError(f"dataset '{name}': not a folder and not one of "
+                           f"{', '.join(BENCHMARKS)}")
+    root_path = data_root(None if root is None else str(root))
+    looked = []
+    if root_path is not None:
+        for candidate in (root_path / canonical, root_path / "benchmark" / canonical):
+            if (candidate / "HR").is_dir():
+                return candidate
+            looked.append(str(candidate))
+    if canonical == "Set5":
+        return SET5
+    where = f"looked in {', '.join(looked)}" if looked else "no --data-root or CCLNN_DATA set"
+    raise DatasetError(f"dataset '{canonical}' not found ({where}); get it with "
+                       f"`cclnn data fetch benchmark --root DIR`")
+
+
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) in ``folder``, sorted by name; sub-folders are ignored."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: folder not found")
+    entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return [p for p in entries if is_image_file(p)], [p for p in entries if not is_image_file(p)]
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def cached_bicubic_lr(hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB-bicubic LR of the mod-cropped ``hr``, cached by the HR file's content hash."""
+    digest = hashlib.sha256(hr_path.read_bytes()).hexdigest()[:24]
+    cache = cache_root() / "lr" / f"{digest}_x{scale}.png"
+    if cache.is_file():
+        try:
+            lr = read_image(cache)
+            if lr.shape[0] * scale == hr.shape[0] and lr.shape[1] * scale == hr.shape[1]:
+                return lr
+        except ImageError:
+            pass  # a damaged cache entry is simply rebuilt
+    lr = imresize(hr, 1 / scale)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_image(cache, lr)
+    except (OSError, ImageError):
+        pass  # a read-only cache only costs time
+    return lr
+
+
+@dataclass
+class BenchmarkPair:
+    name: str
+    hr: np.ndarray  # uint8 H x W x 3, cropped to a multiple of the scale
+    lr: np.ndarray  # uint8 (H / s) x (W / s) x 3
+
+
+class BenchmarkSet:
+    """The (HR, LR) pairs of one benchmark at one scale, loaded lazily."""
+
+    def __init__(self, folder: str | os.PathLike, scale: int, name: str | None = None):
+        self.folder = Path(folder)
+        self.scale = scale
+        self.name = name or self.folder.name
+        self.hr_files, skipped = list_images(self.folder / "HR")
+        if skipped:
+            print(f"{self.name}: skipped {len(skipped)} non-image file(s): "
+                  f"{', '.join(p.name for p in skipped[:5])}", file=sys.stderr)
+        if not self.hr_files:
+            raise DatasetError(f"{self.folder / 'HR'}: no images")
+
+    def __len__(self) -> int:
+        return len(self.hr_files)
+
+    def lr_file(self, hr_file: Path) -> Path:
+        s = self.scale
+        return self.folder / "LR_bicubic" / f"X{s}" / f"{hr_file.stem}x{s}{hr_file.suffix}"
+
+    def load(self, index: int) -> BenchmarkPair:
+        hr_file = self.hr_files[index]
+        hr = mod_crop(read_image(hr_file), self.scale)
+        lr_file = self.lr_file(hr_file)
+        if lr_file.is_file():
+            lr = read_image(lr_file)
+            if (lr.shape[0] * self.scale, lr.shape[1] * self.scale) != hr.shape[:2]:
+                raise DatasetError(f"{lr_file}: size {lr.shape[1]}x{lr.shape[0]} does not match "
+                                   f"HR {hr.shape[1]}x{hr.shape[0]} at x{self.scale}")
+        else:
+            lr = cached_bicubic_lr(hr_file, hr, self.scale)
+        return BenchmarkPair(hr_file.stem, hr, lr)
+
+    def __iter__(self) -> Iterator[BenchmarkPair]:
+        for i in range(len(self)):
+            yield self.load(i)
+
+
+def make_lr_files(hr_dir: str | os.PathLike, scales, overwrite: bool = False) -> int:
+    """Write ``LR_bicubic/X{s}/{stem}x{s}.png`` beside ``hr_dir``; returns files written."""
+    hr_dir = Path(hr_dir)
+    images, _ = list_images(hr_dir)
+    written = 0
+    for s in scales:
+        out_dir = hr_dir.parent / "LR_bicubic" / f"X{s}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in images:
+            target = out_dir / f"{path.stem}x{s}.png"
+            if target.exists() and not overwrite:
+                continue
+            write_image(target, imresize(mod_crop(read_image(path), s), 1 / s))
+            written += 1
+    return written
