@@ -149,6 +149,11 @@ def cmd_make_lr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+    return run_bench(args)
+
+
 def _scale_list(parser_arg: str) -> int:
     value = int(parser_arg)
     if value not in (2, 3, 4):
@@ -195,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("bench", help="performance benchmarks")
+    bench_sub = p.add_subparsers(dest="what", required=True)
+    q = bench_sub.add_parser("resize", help="MATLAB-exact resize vs PIL, 2040x1356 at x1/4")
+    q.add_argument("--repeat", type=int, default=7)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_run_bench)
+
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("make-lr", help="write MATLAB-bicubic LR_bicubic/X{s}/ beside HR_DIR")
@@ -202,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--scales", type=_scale_list, nargs="+", default=[2, 3, 4])
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=cmd_make_lr)
+    from .data.fetch import add_fetch_parser
+    add_fetch_parser(data_sub)
     return parser
 
 

@@ -62,39 +62,46 @@ def output_size(size: int, scale: float) -> int:
 
 
 def _round_uint8(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x + 0.5).clamp_(0, 255)
+    return torch.floor(x + 0.5).clamp(0, 255)
 
 
 def _resize_dim(x: torch.Tensor, dim: int, scale: float, antialias: bool) -> torch.Tensor:
-    in_length = x.shape[dim]
+    """Resize one axis. The axis is moved to the front so that every tap gathers whole
+    contiguous slabs (one ``index_select`` + one in-place multiply-add per tap)."""
+    moved = x.movedim(dim, 0).contiguous()
+    in_length = moved.shape[0]
     idx_np, w_np = contributions(in_length, output_size(in_length, scale), float(scale), antialias)
     idx = torch.from_numpy(idx_np).to(x.device)
     weights = torch.from_numpy(w_np).to(device=x.device, dtype=x.dtype)
-    shape = [1] * x.dim()
-    shape[dim] = idx.shape[0]
-    out = None
-    for tap in range(idx.shape[1]):  # one gather per tap keeps memory at one output's size
-        term = x.index_select(dim, idx[:, tap]) * weights[:, tap].view(shape)
-        out = term if out is None else out + term
-    return out
+    out = torch.zeros((idx.shape[0],) + moved.shape[1:], dtype=x.dtype, device=x.device)
+    shape = (idx.shape[0],) + (1,) * (moved.dim() - 1)
+    for tap in range(idx.shape[1]):
+        out = out.addcmul(moved.index_select(0, idx[:, tap]), weights[:, tap].view(shape))
+    return out.movedim(0, dim)
 
 
-def resize_tensor(x: torch.Tensor, scale: float, antialias: bool = True,
-                  round_to_uint8: bool = False) -> torch.Tensor:
-    """Resize the last two axes of a float tensor ``[..., H, W]`` (rows first, then columns).
+def resize_axes(x: torch.Tensor, dims: tuple[int, int], scale: float, antialias: bool = True,
+                round_to_uint8: bool = False) -> torch.Tensor:
+    """Resize the (rows, columns) axes ``dims`` of a float tensor, rows first (MATLAB order).
 
     Differentiable. ``round_to_uint8`` reproduces MATLAB's uint8 arithmetic (rounding after
     each pass; values expected in [0, 255]).
     """
     if not torch.is_floating_point(x):
-        raise TypeError("resize_tensor expects a floating-point tensor")
+        raise TypeError("resize expects a floating-point tensor")
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    for dim in (-2, -1):
+    for dim in dims:
         x = _resize_dim(x, dim, scale, antialias)
         if round_to_uint8:
             x = _round_uint8(x)
-    return x
+    return x.contiguous()
+
+
+def resize_tensor(x: torch.Tensor, scale: float, antialias: bool = True,
+                  round_to_uint8: bool = False) -> torch.Tensor:
+    """Resize the last two axes of a float tensor ``[..., H, W]`` (see :func:`resize_axes`)."""
+    return resize_axes(x, (-2, -1), scale, antialias, round_to_uint8)
 
 
 def imresize(img, scale: float, antialias: bool = True):
@@ -117,10 +124,5 @@ def imresize(img, scale: float, antialias: bool = True):
     if not is_uint8 and not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"expected a uint8 or float image, got dtype {arr.dtype}")
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
-    if arr.ndim == 3:
-        t = t.permute(2, 0, 1)
-    t = resize_tensor(t, scale, antialias, round_to_uint8=is_uint8)
-    if arr.ndim == 3:
-        t = t.permute(1, 2, 0)
-    out = t.contiguous().numpy()
+    out = resize_axes(t, (0, 1), scale, antialias, round_to_uint8=is_uint8).numpy()
     return out.astype(np.uint8) if is_uint8 else out

@@ -121,3 +121,9 @@ def test_make_lr_reproduces_matlab(tmp_path, capsys):
         for ref in (SET5 / "LR_bicubic" / f"X{s}").glob("*.png"):
             assert np.array_equal(read_image(tmp_path / "LR_bicubic" / f"X{s}" / ref.name),
                                   read_image(ref))
+
+
+def test_bench_resize_smoke():
+    from cclnn.bench import bench_resize
+    r = bench_resize(width=200, height=100, repeat=1)
+    assert r["cclnn_seconds"] > 0 and r["pil_seconds"] > 0 and r["ratio"] > 0

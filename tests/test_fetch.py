@@ -406,3 +406,11 @@ def test_corrupt_or_misshapen_archive_is_a_one_line_error(tmp_path, what):
         server.close()
     assert "\n" not in str(err.value) and name in str(err.value)
     assert not list(tmp_path.rglob("*.png"))
+
+
+def test_unwritable_root_is_a_one_line_error(tmp_path, div2k):
+    root = tmp_path / "a-file"
+    root.write_text("not a folder")
+    with pytest.raises(F.FetchError, match="while fetching DIV2K_train_HR.zip") as err:
+        F.fetch("div2k", root, parts=["train_hr"], url_base=div2k.url, log=quiet)
+    assert "\n" not in str(err.value)

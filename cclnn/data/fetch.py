@@ -12,14 +12,15 @@ What it fetches
       checked for.
 
 How a download is trusted
-    Archives go to ``ROOT/downloads/NAME.part`` and are renamed to ``NAME`` only once complete
-    and verified, so a final-named file is never half-written. An interrupted download resumes
-    with an HTTP ``Range`` request; a server that ignores ``Range`` gets a clean restart.
+    Archives go to ``ROOT/downloads/FILE.part`` and are renamed to ``FILE`` only once complete,
+    so a final-named file is never half-written. An interrupted download resumes with an HTTP
+    ``Range`` request; a server that ignores ``Range`` gets a clean restart. Network errors are
+    retried (``--retries``, with back-off); the last one is reported with the URL.
 
     Before anything is unpacked the archive's SHA-256 is compared with, in this order:
 
-    1. a hash the user gave with ``--sha256 NAME=HASH`` (for a mirror that repacked a file);
-    2. the published hash in :data:`ARCHIVES` (each one says where it was published);
+    1. a hash the user gave with ``--sha256 FILE=HASH`` (for a mirror that repacked a file);
+    2. the published hash in the ``ARCHIVES`` table of this module (each says its source);
     3. a hash recorded by an earlier fetch in ``ROOT/downloads/checksums.sha256``.
 
     A mismatch deletes the download and stops with a one-line error. An archive with none of
@@ -32,12 +33,12 @@ Unpacking
     Members are checked before anything is written: absolute paths, ``..`` components, drive
     letters, links and device files are refused. The archive is unpacked into a hidden
     temporary folder next to its destination, its layout is checked, and only then is it moved
-    into place and a ``.NAME.complete`` marker (listing the files) written. An interrupted
+    into place and a ``.FILE.complete`` marker (listing the files) written. An interrupted
     unpack has no marker and is redone; a complete one is skipped, as long as its files are
     still there. Archives are deleted after unpacking unless ``--keep-archives`` is given.
 
 ``--url-base URL`` (or the ``CCLNN_DATA_MIRROR`` environment variable) fetches every archive
-from ``URL/NAME`` instead of the official servers; the published hashes still apply.
+from ``URL/FILE`` instead of the official servers; the published hashes still apply.
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence
+
+from tqdm import tqdm
 
 from ..errors import CclnnError
 
@@ -235,7 +238,7 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None
         _, total = _range_start_total(resp.headers.get("Content-Range"))
         if total is not None and total == offset:
             return
-        part.unlink()
+        part.unlink(missing_ok=True)
         raise _Transient("server refused to resume; starting over")
     with resp:
         if resp.status == 206:
@@ -249,33 +252,21 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         written = offset
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                       unit_divisor=1024, desc=part.name[:-len(".part")], leave=False,
-                       disable=None if progress else True)
-        except ImportError:  # tqdm is a dependency, but a progress bar is not worth failing on
-            bar = None
-        try:
-            with open(part, mode) as f:
-                while True:
-                    try:
-                        chunk = resp.read(CHUNK)
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise _Transient(_one_line(exc) or type(exc).__name__) from None
-                    if not chunk:
-                        break
-                    try:
-                        f.write(chunk)
-                    except OSError as exc:
-                        raise FetchError(f"{part}: cannot write ({exc.strerror or exc})") \
-                            from None
-                    written += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
+        # disable=None: a bar on a terminal, nothing in logs and pipes
+        with open(part, mode) as f, tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=part.name[:-len(".part")], leave=False,
+                disable=None if progress else True) as bar:
+            while True:
+                try:
+                    chunk = resp.read(CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _Transient(_one_line(exc) or type(exc).__name__) from None
+                if not chunk:
+                    break
+                f.write(chunk)  # an OSError here (disk full) is not retried
+                written += len(chunk)
+                bar.update(len(chunk))
         if total is not None and written != total:
             raise _Transient(f"connection closed after {written} of {total} bytes")
 
@@ -588,7 +579,7 @@ def _fetch_one(archive: Archive, url: str, root: Path, overrides: Mapping[str, s
     log(f"{archive.filename}: computing its SHA-256")
     digest = sha256_of(path)
     if expected is None:
-        pass
+        record_checksum(checksums, archive.filename, digest)
         _warn(f"{archive.filename}: no published SHA-256, so it could NOT be verified; "
               f"recorded its SHA-256 {digest} in {checksums} (later fetches are checked "
               f"against it; pass --sha256 {archive.filename}=HASH to check it yourself)")
@@ -631,7 +622,7 @@ def add_fetch_parser(data_subparsers) -> None:
                         + ", ".join(ARCHIVES["div2k"])
                         + " (default: train_hr valid_hr and train/valid LR of --scales)")
     p.add_argument("--url-base", metavar="URL",
-                   help=f"fetch every archive from URL/NAME (default: ${MIRROR_ENV}, "
+                   help=f"fetch every archive from URL/FILE (default: ${MIRROR_ENV}, "
                         "else the official servers)")
     p.add_argument("--sha256", action="append", metavar="FILE=HASH",
                    help="expected SHA-256 of an archive (repeatable); overrides the table")

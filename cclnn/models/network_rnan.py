@@ -19,9 +19,9 @@ Read from the official code (github yulunzhang/RNAN, ``SR/code/model/rnan.py`` a
   with W initialised to zero, so every non-local block starts as the identity. Consequence:
   at initialisation g, theta and phi get exactly zero gradient (W blocks it); they start to
   learn after the first update of W. The official softmax is over ``dim=1`` of the
-  (query x key) matrix, i.e. it normalises over the *queries* for each key (the well-known
-  quirk of the Non-local_pytorch "simple version" it was taken from); kept as is, because
-  the published weights were trained with it.
+  (query x key) matrix, i.e. for each key it normalises over the *queries* (the usual
+  non-local block normalises each query over the keys); kept as is, because the published
+  weights were trained with it.
 
 Readings where the official code does not decide:
 
