@@ -43,7 +43,42 @@ def bench_resize(width: int = 2040, height: int = 1356, scale: float = 0.25,
             "cclnn_seconds": ours, "pil_seconds": theirs, "ratio": ours / theirs}
 
 
+def bench_train(config_path: str, steps: int = 20, warmup: int = 3,
+                overrides: list[str] | None = None) -> dict:
+    """Median seconds per training step, split into data loading and compute."""
+    import tempfile
+    from pathlib import Path
+
+    from .engine.config import load_config
+    from .engine.trainer import Trainer
+    extra = [f"max_iterations={steps + warmup}", "val.every=0", "checkpoint_every=1000000000",
+             "log_every=1000000000"]
+    config = load_config(config_path, list(overrides or []) + extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(config, run_dir=Path(tmp) / "bench", progress=False)
+        trainer.train()
+    times = trainer.times[warmup:]
+    data = statistics.median(t.data for t in times)
+    compute = statistics.median(t.compute for t in times)
+    return {"config": config_path, "model": config.model.name, "scale": config.model.scale,
+            "batch": config.data.batch_size, "patch": config.data.patch_size,
+            "steps": len(times), "data_seconds": data, "compute_seconds": compute,
+            "step_seconds": data + compute, "data_fraction": data / (data + compute),
+            "device": str(trainer.device), "threads": __import__("torch").get_num_threads()}
+
+
 def run_bench(args) -> int:
+    if args.what == "train":
+        r = bench_train(args.config, args.steps, args.warmup, args.overrides)
+        if args.json:
+            print(json.dumps(r))
+        else:
+            print(f"train {r['model']} x{r['scale']}, batch {r['batch']} x {r['patch']}x"
+                  f"{r['patch']} on {r['device']} ({r['threads']} threads), median of "
+                  f"{r['steps']} steps: {r['step_seconds']:.3f} s/step = data "
+                  f"{r['data_seconds'] * 1e3:.1f} ms + compute {r['compute_seconds']:.3f} s; "
+                  f"data {100 * r['data_fraction']:.2f} % of the step")
+        return 0
     if args.what == "resize":
         r = bench_resize(repeat=args.repeat)
         if args.json:

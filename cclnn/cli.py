@@ -149,6 +149,33 @@ def cmd_make_lr(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.config import load_config
+    from .engine.trainer import Trainer, resume_config
+    overrides = list(args.overrides)
+    if args.resume:
+        if args.config:
+            overrides.insert(0, args.config)
+        run_dir = Path(args.resume)
+        trainer = Trainer(resume_config(run_dir, overrides), run_dir, resume=True,
+                          progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise CLIError("train: give a CONFIG file, or --resume RUN_DIR")
+        trainer = Trainer(load_config(args.config, overrides), progress=not args.no_progress)
+    if trainer.is_main:
+        print(f"run {trainer.run_dir}: {trainer.config.model.name} x{trainer.scale}, "
+              f"{len(trainer.dataset.pairs)} training images, {trainer.iters_per_epoch} "
+              f"iterations/epoch, iterations {trainer.iteration} -> {trainer.total_iterations}",
+              file=sys.stderr)
+    result = trainer.train()
+    if trainer.is_main and result:
+        print(f"validation at iteration {result['iteration']}: {result['dataset']} "
+              f"x{trainer.scale} {result['psnr']:.2f} dB / {result['ssim']:.4f}; best "
+              f"{trainer.best_psnr:.2f} dB at iteration {trainer.best_iteration}")
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
     return run_bench(args)
@@ -200,10 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("train", help="train a network from a YAML config (see configs/)")
+    p.add_argument("config", nargs="?", help="YAML config file")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=2e-4")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("bench", help="performance benchmarks")
     bench_sub = p.add_subparsers(dest="what", required=True)
     q = bench_sub.add_parser("resize", help="MATLAB-exact resize vs PIL, 2040x1356 at x1/4")
     q.add_argument("--repeat", type=int, default=7)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_run_bench)
+    q = bench_sub.add_parser("train", help="seconds per training step: data vs compute")
+    q.add_argument("--config", required=True)
+    q.add_argument("--steps", type=int, default=20)
+    q.add_argument("--warmup", type=int, default=3)
+    q.add_argument("overrides", nargs="*", help="key=value config overrides")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run_bench)
 

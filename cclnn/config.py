@@ -7,6 +7,7 @@ and values of the wrong type, so a typo is an error instead of a silently ignore
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import typing
@@ -33,6 +34,10 @@ def _describe(tp: Any) -> str:
         return " or ".join(repr(a) for a in typing.get_args(tp))
     if origin is typing.Union:
         return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
     if origin in (tuple, list):
         args = typing.get_args(tp)
         inner = _describe(args[0]) if args else "value"
@@ -45,8 +50,8 @@ def _describe(tp: Any) -> str:
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it converted where lossless.
 
-    ints are accepted for floats, lists for tuples; strings are never converted to numbers
-    here (the command-line parser does that with YAML rules before calling this).
+    ints are accepted for floats, lists for tuples, and numeric strings for floats (YAML 1.1,
+    hence PyYAML, reads ``2e-4`` as a string); nothing else is converted.
     """
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -66,6 +71,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None:
             return None
         raise ConfigError(f"{key}: expected null, got {value!r}")
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
@@ -84,6 +93,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '2e-4' as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

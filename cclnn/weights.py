@@ -136,6 +136,23 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     return model
 
 
+def load_matching_weights(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Load every tensor of ``path`` whose name and shape match ``model`` (e.g. x2 weights
+    into an x3 network, as EDSR does: all but the upsampler); returns the keys left as they
+    were. Fails if nothing matches."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    name = getattr(model, "name", None)
+    state = rename_keys(state, own, get_entry(name).key_renames if name else ())
+    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    if not loaded:
+        raise WeightsError(f"{path}: no tensor fits the model")
+    with torch.no_grad():
+        for key in loaded:
+            own[key].copy_(state[key])
+    return sorted(set(own) - set(loaded))
+
+
 def _short(items: list[str], limit: int = 8) -> str:
     more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more

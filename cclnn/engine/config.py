@@ -1,0 +1,191 @@
+"""Training configuration: YAML files loaded into typed, validated dataclasses.
+
+A config file mirrors :class:`TrainConfig`; ``key=value`` overrides use dotted paths
+(``optim.lr=2e-4``, ``model.options.channels=32``) and YAML syntax for values. Unknown keys and
+wrong types are one-line :class:`~cclnn.config.ConfigError` messages naming the key. Paths in a
+config are relative to the current directory; ``$VARS`` and ``~`` are expanded.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+
+from ..config import ConfigError, config_to_dict, make_config
+from ..models.registry import get_entry, model_config
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str
+    scale: int
+    options: Mapping[str, Any] = field(default_factory=dict)  # validated against the network's config
+    init_weights: Optional[str] = None  # e.g. x2 weights to start x3/x4 from (tail skipped)
+
+    def validate(self) -> None:
+        if self.scale not in (2, 3, 4):
+            raise ConfigError(f"model.scale: must be 2, 3 or 4, got {self.scale}")
+        get_entry(self.name)
+        try:
+            model_config(self.name, **dict(self.options))
+        except ConfigError as exc:
+            raise ConfigError(f"model.options: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ImageFolders:
+    """One training source: a folder of HR images, optionally with matching LR images.
+
+    ``lr`` may contain ``{scale}``; LR files are named ``{stem}x{scale}{suffix}`` (the DIV2K
+    layout). Without ``lr``, LR images are made with the MATLAB-exact bicubic resize.
+    ``first``/``last`` select images by their 1-based position in name order (DIV2K's
+    train split is images 1-800).
+    """
+    hr: str
+    lr: Optional[str] = None
+    first: Optional[int] = None
+    last: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: tuple[ImageFolders, ...]
+    patch_size: int = 48  # LR pixels
+    batch_size: int = 16  # global batch (split over processes under DDP)
+    repeat: int = 20  # times each image is sampled per epoch
+    augment: bool = True  # the 8 flips/rotations
+    cache: Literal["memory", "npy"] = "memory"  # decoded images: in RAM or as .npy files
+    workers: int = 0  # DataLoader worker processes
+
+    def validate(self) -> None:
+        if not self.train:
+            raise ConfigError("data.train: at least one image folder is needed")
+        for key in ("patch_size", "batch_size", "repeat"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    lr_step_epochs: int = 200  # halve (gamma) every this many epochs
+    lr_gamma: float = 0.5
+    grad_clip: Optional[float] = None  # max global gradient norm
+    ema_decay: Optional[float] = None  # e.g. 0.999; validation and best.pt then use EMA weights
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    aux_weight: float = 0.0  # lambda of Eq. 6
+    warmup_epochs: int = 0  # epochs with l_rec only
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    dataset: str = "Set5"  # a benchmark name (under data_root) or folder
+    data_root: Optional[str] = None
+    every: int = 1000  # iterations; 0 disables
+    max_images: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    model: ModelSection
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
+    val: ValidationConfig = ValidationConfig()
+    epochs: int = 1000
+    max_iterations: Optional[int] = None  # stop early (CPU budgets); schedule stays in epochs
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    checkpoint_every: int = 500  # iterations
+    log_every: int = 10  # iterations
+    out_dir: str = "runs"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError("epochs: must be at least 1")
+        if self.loss.warmup_epochs > self.epochs:
+            raise ConfigError("loss.warmup_epochs: longer than the run")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """``["optim.lr=2e-4", "name=x"]`` -> ``[("optim.lr", "2e-4"), ("name", "x")]``.
+
+    Values are read with YAML rules; numbers YAML leaves as strings (``2e-4``) are converted
+    by the typed fields they land in.
+    """
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def config_from_dict(tree: Mapping[str, Any]) -> TrainConfig:
+    return make_config(TrainConfig, dict(tree))
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config, apply ``key=value`` overrides, validate."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    tree = copy.deepcopy(tree)
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(tree, key, value)
+    try:
+        return config_from_dict(tree)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def dump_config(config: TrainConfig) -> str:
+    def plain(v):
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return yaml.safe_dump(plain(config_to_dict(config)), sort_keys=False)
+
+
+def expand_path(path: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(path)))

@@ -1,0 +1,398 @@
+"""The training loop: the paper's protocol on one CPU, one GPU or many (torchrun + DDP).
+
+Objective (SPEC section 2): ``l_rec = L1(SR, HR)`` on [0, 255] values (EDSR-PyTorch's scale),
+plus ``lambda * model.auxiliary_loss(W)`` after ``loss.warmup_epochs`` for networks that have
+one. Adam, learning rate multiplied by ``lr_gamma`` every ``lr_step_epochs`` epochs.
+
+A run directory (``out_dir/name``) holds ``config.yaml`` (resolved), ``train_log.csv``,
+``val_log.csv``, ``latest.pt`` (everything needed to resume: model, optimizer, scheduler,
+EMA, grad scaler, RNG states, position) and ``best.pt`` (weights of the best validation PSNR).
+Checkpoints are written to a temporary file and renamed, so a kill at any moment leaves the
+previous one intact; ``--resume`` continues from ``latest.pt`` and, with ``deterministic:
+true`` on CPU, reproduces the losses of an uninterrupted run exactly (the data order and
+augmentations are a function of the seed and position, see ``engine/data.py``).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its slice of every global batch,
+gradients are averaged by DistributedDataParallel, validation images are split over the
+processes and the sums all-reduced, and only rank 0 writes logs and checkpoints.
+
+Fault injection for tests: ``CCLNN_FAULT=kill@iteration:N`` kills the process with SIGKILL
+before iteration N, ``CCLNN_FAULT=kill@checkpoint:N`` after writing the temporary file of
+the iteration-N checkpoint and before renaming it.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..config import config_to_dict
+from ..data.benchmark import BenchmarkSet, resolve_benchmark
+from ..errors import CclnnError
+from ..inference import resolve_device, super_resolve
+from ..metrics import psnr, ssim
+from ..models.registry import build_model
+from ..weights import load_matching_weights
+from .config import TrainConfig, config_from_dict, dump_config, expand_path
+from .data import EpochBatches, TrainPatches
+
+CHECKPOINT_FORMAT = "cclnn-train-checkpoint/1"
+TRAIN_FIELDS = ["iteration", "epoch", "lr", "loss", "l_rec", "l_aux", "data_s", "compute_s"]
+VAL_FIELDS = ["iteration", "epoch", "dataset", "psnr", "ssim", "images"]
+
+
+class TrainingError(CclnnError):
+    """The run cannot start or had to stop; the message says why and what was kept."""
+
+
+def _fault(kind: str, iteration: int) -> None:
+    if os.environ.get("CCLNN_FAULT") == f"kill@{kind}:{iteration}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def atomic_torch_save(obj, path: Path, fault_iteration: int | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    if fault_iteration is not None:
+        _fault("checkpoint", fault_iteration)
+    os.replace(tmp, path)
+
+
+@dataclass
+class StepTimes:
+    data: float
+    compute: float
+
+
+class ExponentialMovingAverage:
+    """Shadow weights ``ema = d * ema + (1 - d) * w`` updated after every step."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.lerp_(p.detach(), 1 - self.decay)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: Path | None = None, resume: bool = False,
+                 progress: bool = True):
+        self.config = config
+        self.progress = progress
+        self.rank, self.world, self.local_rank = _distributed_setup()
+        self.device = self._device()
+        self.run_dir = Path(run_dir) if run_dir else expand_path(config.out_dir) / config.name
+        self._seed_everything(config.seed, config.deterministic)
+
+        c = config
+        self.scale = c.model.scale
+        self.model = build_model(c.model.name, c.model.scale, **dict(c.model.options))
+        if c.model.init_weights and not resume:
+            kept = load_matching_weights(self.model, expand_path(c.model.init_weights))
+            if self.is_main and kept:
+                print(f"init_weights: kept the model's own values for {len(kept)} tensor(s) "
+                      f"({', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''})")
+        self.model.to(self.device)
+        if c.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.has_aux = hasattr(self.model, "auxiliary_loss")
+        self.net = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+        self.dataset = TrainPatches(c.data, self.scale, c.seed)
+        self.iters_per_epoch = len(self.dataset) // c.data.batch_size
+        if self.iters_per_epoch < 1:
+            raise TrainingError(f"data.batch_size {c.data.batch_size} is larger than an epoch "
+                                f"({len(self.dataset)} samples)")
+        self.total_iterations = c.epochs * self.iters_per_epoch
+        if c.max_iterations is not None:
+            self.total_iterations = min(self.total_iterations, c.max_iterations)
+        self.warmup_iterations = c.loss.warmup_epochs * self.iters_per_epoch
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=c.optim.lr, betas=tuple(c.optim.betas),
+                                          eps=c.optim.eps, weight_decay=c.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=max(1, c.optim.lr_step_epochs * self.iters_per_epoch),
+            gamma=c.optim.lr_gamma)
+        self.ema = (ExponentialMovingAverage(self.model, c.optim.ema_decay)
+                    if c.optim.ema_decay else None)
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[c.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=c.amp == "fp16")
+
+        self.iteration = 0
+        self.best_psnr = -math.inf
+        self.best_iteration = 0
+        self._val_pairs = None
+        self.times: list[StepTimes] = []
+        if resume:
+            self._load_latest()
+        elif self.is_main:
+            self._prepare_run_dir()
+
+    # ----------------------------------------------------------------- set-up
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _device(self) -> torch.device:
+        device = resolve_device(self.config.device)
+        if device.type == "cuda" and self.world > 1:
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
+    @staticmethod
+    def _seed_everything(seed: int, deterministic: bool) -> None:
+        # the same seed on every rank: NLSA's training-time rotations then agree across ranks
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+    def _prepare_run_dir(self) -> None:
+        if (self.run_dir / "latest.pt").exists():
+            raise TrainingError(f"{self.run_dir} already holds a run; continue it with "
+                                f"`cclnn train --resume {self.run_dir}` or choose another name=")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_config(self.config))
+        for name, fields in (("train_log.csv", TRAIN_FIELDS), ("val_log.csv", VAL_FIELDS)):
+            with open(self.run_dir / name, "w", newline="") as f:
+                csv.writer(f).writerow(fields)
+
+    # ----------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "iteration": self.iteration,
+            "best_psnr": self.best_psnr,
+            "best_iteration": self.best_iteration,
+            "model": self.model.state_dict(),
+            "ema": self.ema.model.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "config": config_to_dict(self.config),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.is_main:
+            atomic_torch_save(self._state(), self.run_dir / "latest.pt", self.iteration)
+        if self.world > 1:
+            dist.barrier()
+
+    def _load_latest(self) -> None:
+        path = self.run_dir / "latest.pt"
+        if not path.is_file():
+            raise TrainingError(f"{self.run_dir}: no latest.pt to resume from")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise TrainingError(f"{path}: not a cclnn training checkpoint")
+        self.model.load_state_dict(state["model"])
+        if self.ema and state["ema"] is not None:
+            self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.iteration = state["iteration"]
+        self.best_psnr = state["best_psnr"]
+        self.best_iteration = state["best_iteration"]
+        if self.is_main:  # drop log rows written after this checkpoint
+            for name in ("train_log.csv", "val_log.csv"):
+                _truncate_log(self.run_dir / name, self.iteration)
+
+    # ----------------------------------------------------------------- training
+    def _log(self, name: str, row: list) -> None:
+        if self.is_main:
+            with open(self.run_dir / name, "a", newline="") as f:
+                csv.writer(f).writerow(row)
+
+    def step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
+        """One optimisation step on a batch; returns the loss parts (floats)."""
+        c = self.config
+        device_type = self.device.type
+        with torch.autocast(device_type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            if self.has_aux:
+                sr, weights = self.net(lr, return_aux=True)
+            else:
+                sr, weights = self.net(lr), None
+            l_rec = F.l1_loss(sr.float(), hr)
+            l_aux = self.model.auxiliary_loss(weights).float() if weights is not None else None
+        use_aux = (l_aux is not None and c.loss.aux_weight > 0
+                   and self.iteration >= self.warmup_iterations)
+        loss = l_rec + c.loss.aux_weight * l_aux if use_aux else l_rec
+        finite = torch.isfinite(loss.detach()).float()
+        if self.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            raise TrainingError(
+                f"non-finite loss at iteration {self.iteration + 1}; training stopped. The last "
+                f"good checkpoint is {self.run_dir / 'latest.pt'} (lower optim.lr or set "
+                f"optim.grad_clip, then resume)")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if c.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema:
+            self.ema.update(self.model)
+        return {"loss": loss.item(), "l_rec": l_rec.item(),
+                "l_aux": l_aux.item() if l_aux is not None else 0.0}
+
+    def _batches(self):
+        """(lr, hr) batches from the current position to the end of the run."""
+        c = self.config
+        while self.iteration < self.total_iterations:
+            epoch, start = divmod(self.iteration, self.iters_per_epoch)
+            sampler = EpochBatches(len(self.dataset), c.data.batch_size, c.seed, epoch, start,
+                                   self.rank, self.world)
+            loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler,
+                                                 num_workers=c.data.workers,
+                                                 pin_memory=self.device.type == "cuda")
+            for batch in loader:
+                yield batch
+                if self.iteration >= self.total_iterations:
+                    return
+
+    def train(self) -> dict:
+        """Run to the end of the schedule; returns the last validation result (or {})."""
+        c = self.config
+        bar = tqdm(total=self.total_iterations, initial=self.iteration, unit="it",
+                   disable=not (self.progress and self.is_main), dynamic_ncols=True)
+        last_val: dict = {}
+        batches = self._batches()
+        while self.iteration < self.total_iterations:
+            _fault("iteration", self.iteration + 1)
+            t0 = time.perf_counter()
+            lr, hr = next(batches)
+            lr, hr = self._to_device(lr), self._to_device(hr)
+            t1 = time.perf_counter()
+            parts = self.step(lr, hr)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t2 = time.perf_counter()
+            self.iteration += 1
+            self.times.append(StepTimes(t1 - t0, t2 - t1))
+            epoch = (self.iteration - 1) // self.iters_per_epoch
+            if self.iteration % c.log_every == 0 or self.iteration == self.total_iterations:
+                self._log("train_log.csv", [
+                    self.iteration, epoch, f"{self.scheduler.get_last_lr()[0]:.6g}",
+                    f"{parts['loss']:.6f}", f"{parts['l_rec']:.6f}", f"{parts['l_aux']:.6f}",
+                    f"{t1 - t0:.4f}", f"{t2 - t1:.4f}"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['l_rec']:.3f}",
+                            aux=f"{parts['l_aux']:.3f}" if self.has_aux else "-",
+                            best=f"{self.best_psnr:.2f}" if self.best_iteration else "-")
+            done = self.iteration == self.total_iterations
+            if c.val.every and (self.iteration % c.val.every == 0 or done):
+                last_val = self.validate()
+            if self.iteration % c.checkpoint_every == 0 or done:
+                self.save_checkpoint()
+        bar.close()
+        return last_val
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.config.channels_last else t
+
+    # ----------------------------------------------------------------- validation
+    def _validation_pairs(self):
+        if self._val_pairs is None:
+            v = self.config.val
+            bench = BenchmarkSet(resolve_benchmark(v.dataset, v.data_root), self.scale)
+            count = min(len(bench), v.max_images or len(bench))
+            self._val_pairs = (bench.name, [bench.load(i) for i in range(count)])
+        return self._val_pairs
+
+    def validate(self) -> dict:
+        """Mean Y PSNR/SSIM (the evaluation protocol) of the EMA or raw weights."""
+        name, pairs = self._validation_pairs()
+        model = self.ema.model if self.ema else self.model
+        totals = torch.zeros(3, dtype=torch.float64)
+        for pair in pairs[self.rank::self.world]:
+            sr = super_resolve(model, pair.lr, self.scale, device=self.device)
+            totals += torch.tensor([psnr(pair.hr, sr, self.scale), ssim(pair.hr, sr, self.scale), 1])
+        model.train()
+        if self.world > 1:
+            totals = totals.to(self.device) if self.device.type == "cuda" else totals
+            dist.all_reduce(totals)
+            totals = totals.cpu()
+        mean_psnr, mean_ssim = (totals[:2] / totals[2]).tolist()
+        epoch = (self.iteration - 1) // self.iters_per_epoch
+        self._log("val_log.csv", [self.iteration, epoch, name, f"{mean_psnr:.4f}",
+                                  f"{mean_ssim:.5f}", int(totals[2])])
+        if mean_psnr > self.best_psnr:
+            self.best_psnr, self.best_iteration = mean_psnr, self.iteration
+            if self.is_main:
+                atomic_torch_save({"model": model.state_dict(), "iteration": self.iteration,
+                                   "psnr": mean_psnr, "ssim": mean_ssim, "dataset": name,
+                                   "config": config_to_dict(self.config)},
+                                  self.run_dir / "best.pt")
+        return {"dataset": name, "psnr": mean_psnr, "ssim": mean_ssim,
+                "iteration": self.iteration}
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+def _distributed_setup() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def resume_config(run_dir: Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The config stored in ``run_dir`` with ``key=value`` overrides (e.g. a longer run)."""
+    from .config import load_config
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise TrainingError(f"{run_dir}: not a run directory (no config.yaml)")
+    return load_config(path, overrides)
+
+
+__all__ = ["Trainer", "TrainingError", "config_from_dict", "resume_config"]

@@ -1,0 +1,204 @@
+"""The training engine: configs, smoke runs, exact resume after SIGKILL, DDP, non-finite loss."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import cclnn
+from cclnn.config import ConfigError
+from cclnn.data.images import write_image
+from cclnn.engine.config import load_config
+from cclnn.engine.trainer import Trainer, TrainingError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for i in range(6):
+        base = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+        img = np.kron(base, np.ones((6, 6, 1), np.uint8))  # blocky, learnable
+        write_image(folder / f"img{i}.png", img)
+    write_image(folder / "small.png", np.zeros((10, 10, 3), np.uint8))  # skipped: too small
+    return folder
+
+
+def tiny_config(tmp_path, images, **extra):
+    tree = {
+        "name": "tiny",
+        "model": {"name": "edsr-baseline", "scale": 2,
+                  "options": {"channels": 8, "n_resblocks": 1}},
+        "data": {"train": [{"hr": str(images)}], "patch_size": 8, "batch_size": 2, "repeat": 2},
+        "optim": {"lr": 1e-3},
+        "epochs": 2,
+        "deterministic": True,
+        "val": {"dataset": "Set5", "every": 6, "max_images": 2},
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "out_dir": str(tmp_path / "runs"),
+    }
+    for dotted, value in extra.items():
+        node = tree
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    path = tmp_path / f"{tree['name']}.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def run_cli(args, env_extra=None, check=True):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, "-m", "cclnn", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
+
+
+def losses(run_dir):
+    with open(run_dir / "train_log.csv") as f:
+        return [(r["iteration"], r["loss"], r["l_rec"]) for r in csv.DictReader(f)]
+
+
+def test_every_shipped_config_loads():
+    configs = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert len(configs) >= 12
+    for path in configs:
+        config = load_config(path)
+        cclnn.build_model  # the model section was validated against the registry
+        assert config.model.scale in (2, 3, 4), path
+
+
+def test_config_errors(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    with pytest.raises(ConfigError, match="unknown key 'optim.lrr'.*did you mean 'lr'"):
+        load_config(path, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="epochs: expected an integer"):
+        load_config(path, ["epochs=many"])
+    with pytest.raises(ConfigError, match="model.options: unknown key 'chanels'"):
+        load_config(path, ["model.options.chanels=4"])
+    assert load_config(path, ["optim.lr=2e-4"]).optim.lr == 2e-4
+
+
+def test_resume_after_sigkill_matches_straight_run(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    straight = tmp_path / "runs" / "straight"
+    run_cli(["train", str(path), "name=straight", "--no-progress"])
+    broken = tmp_path / "runs" / "broken"
+    proc = run_cli(["train", str(path), "name=broken", "--no-progress"],
+                   {"CCLNN_FAULT": "kill@iteration:8"}, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert torch.load(broken / "latest.pt", weights_only=True)["iteration"] == 6
+    # killed again while writing the iteration-9 checkpoint: the previous one stays intact
+    proc = run_cli(["train", "--resume", str(broken), "--no-progress"],
+                   {"CCLNN_FAULT": "kill@checkpoint:9"}, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert torch.load(broken / "latest.pt", weights_only=True)["iteration"] == 6
+    run_cli(["train", "--resume", str(broken), "--no-progress"])
+    assert losses(broken) == losses(straight) and len(losses(straight)) == 12
+    a = torch.load(straight / "latest.pt", weights_only=True)["model"]
+    b = torch.load(broken / "latest.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with open(straight / "val_log.csv") as f1, open(broken / "val_log.csv") as f2:
+        assert f1.read() == f2.read()
+    proc = run_cli(["train", str(path), "name=straight"], check=False)  # no silent overwrite
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_ddp_two_processes_match_one(tmp_path, images):
+    path = tiny_config(tmp_path, images, epochs=1, val__every=0)
+    run_cli(["train", str(path), "name=single", "--no-progress"])
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "cclnn", "train", str(path),
+                           "name=ddp", "--no-progress"], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(tmp_path / "runs" / "single" / "latest.pt", weights_only=True)
+    b = torch.load(tmp_path / "runs" / "ddp" / "latest.pt", weights_only=True)
+    assert a["iteration"] == b["iteration"] == 6
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+
+
+FAMILIES = {
+    "edsr": {"channels": 8, "n_resblocks": 1},
+    "nlsn": {"channels": 8, "n_resblocks": 1, "chunk_size": 16},
+    "cclnn-l": {"channels": 16, "n_resblocks": 1, "chunk_size": 16, "cca_reduction": 4},
+    "rcan": {"channels": 8, "n_resgroups": 1, "n_resblocks": 1, "reduction": 2},
+    "rnan": {"channels": 8, "n_resgroups": 2},
+    "srcnn": {"channels": 8, "mid_channels": 4},
+    "vdsr": {"depth": 3, "channels": 8},
+    "a2n": {"channels": 8, "up_channels": 4, "n_blocks": 1},
+    "divanet": {"channels": 8, "n_groups": 1, "n_blocks": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_two_iteration_smoke(tmp_path, images, name):
+    path = tiny_config(tmp_path, images)
+    overrides = [f"model.name={name}", f"name=smoke-{name}", "max_iterations=2",
+                 "val.every=2", "loss.aux_weight=0.01", "model.scale=3",
+                 f"model.options={json.dumps(FAMILIES[name])}"]
+    config = load_config(path, overrides)
+    trainer = Trainer(config, progress=False)
+    result = trainer.train()
+    assert trainer.iteration == 2 and np.isfinite(result["psnr"])
+    rows = losses(trainer.run_dir)
+    assert len(rows) == 2 and all(np.isfinite(float(r[1])) for r in rows)
+
+
+def test_aux_loss_only_after_warmup(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    config = load_config(path, ["name=aux", "model.name=cclnn-l", "max_iterations=8",
+                                "loss.aux_weight=0.5", "loss.warmup_epochs=1", "val.every=0",
+                                "model.options={channels: 16, n_resblocks: 1, chunk_size: 16, "
+                                "cca_reduction: 4}"])
+    trainer = Trainer(config, progress=False)
+    trainer.train()
+    rows = [(int(i), float(loss), float(rec)) for i, loss, rec in losses(trainer.run_dir)]
+    assert trainer.iters_per_epoch == 6
+    assert all(loss == rec for i, loss, rec in rows if i <= 6)
+    assert all(loss > rec for i, loss, rec in rows if i > 6)
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    config = load_config(path, ["name=boom", "optim.lr=1e30", "checkpoint_every=1",
+                                "val.every=0"])
+    trainer = Trainer(config, progress=False)
+    with pytest.raises(TrainingError, match="non-finite loss at iteration"):
+        trainer.train()
+    state = torch.load(trainer.run_dir / "latest.pt", weights_only=True)
+    assert 1 <= state["iteration"] < 12
+
+
+def test_init_weights_from_x2_keeps_body(tmp_path, images):
+    from cclnn import save_weights
+    x2 = cclnn.build_model("edsr-baseline", 2, channels=8, n_resblocks=1)
+    save_weights(x2, tmp_path / "x2.safetensors")
+    path = tiny_config(tmp_path, images)
+    config = load_config(path, ["name=x3", "model.scale=3", "max_iterations=1", "val.every=0",
+                                f"model.init_weights={tmp_path / 'x2.safetensors'}"])
+    trainer = Trainer(config, progress=False)
+    assert torch.equal(trainer.model.head[0].weight, x2.head[0].weight)
+
+
+def test_bench_train_reports_split(tmp_path, images):
+    from cclnn.bench import bench_train
+    r = bench_train(str(tiny_config(tmp_path, images)), steps=3, warmup=1)
+    assert r["steps"] == 3 and 0 < r["data_fraction"] < 1
