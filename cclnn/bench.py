@@ -67,7 +67,84 @@ def bench_train(config_path: str, steps: int = 20, warmup: int = 3,
             "device": str(trainer.device), "threads": __import__("torch").get_num_threads()}
 
 
+def _nlsa_child(fast: bool, channels: int, height: int, width: int, batch: int,
+                backward: bool, repeat: int, out_file: str, queue) -> None:
+    """Runs in its own process, so that its peak memory (ru_maxrss) is its own."""
+    import resource
+
+    import torch
+
+    from .models.nlsa import NonLocalSparseAttention
+    torch.manual_seed(0)
+    module = NonLocalSparseAttention(channels)
+    module.use_fast = fast
+    x = torch.randn(batch, channels, height, width, requires_grad=backward)
+    rotations = torch.randn(module.rotations_shape(height, width))
+
+    def run():
+        if backward:
+            x.grad = None
+            module.zero_grad(set_to_none=True)
+            y = module(x, rotations=rotations)
+            y.backward(torch.ones_like(y))
+            return y
+        with torch.no_grad():
+            return module(x, rotations=rotations)
+    seconds = median_seconds(run, repeat)
+    out = run().detach()
+    result = {"seconds": seconds,
+              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    torch.save({"out": out, "grad": x.grad}, out_file)
+    queue.put(result)
+
+
+def bench_nlsa(channels: int = 64, height: int = 512, width: int = 512, batch: int = 1,
+               backward: bool = False, repeat: int = 5) -> dict:
+    """Our NLSA vs the reference tensor program, each in a fresh process."""
+    import multiprocessing
+    import os
+    import tempfile
+
+    import torch
+    ctx = multiprocessing.get_context("spawn")
+    results, outputs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fast in (("fast", True), ("reference", False)):
+            queue = ctx.Queue()
+            out_file = os.path.join(tmp, f"{name}.pt")
+            proc = ctx.Process(target=_nlsa_child, args=(fast, channels, height, width, batch,
+                                                         backward, repeat, out_file, queue))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"the {name} NLSA run failed (exit {proc.exitcode}; out of "
+                                   f"memory?)")
+            results[name] = queue.get()
+            outputs[name] = torch.load(out_file, weights_only=True)
+    diff = (outputs["fast"]["out"] - outputs["reference"]["out"]).abs().max().item()
+    if backward:
+        diff = max(diff, (outputs["fast"]["grad"] - outputs["reference"]["grad"]).abs().max().item())
+    return {"channels": channels, "size": [height, width], "batch": batch, "backward": backward,
+            "fast": results["fast"], "reference": results["reference"], "max_abs_diff": diff,
+            "speedup": results["reference"]["seconds"] / results["fast"]["seconds"],
+            "memory_ratio": results["fast"]["peak_mb"] / results["reference"]["peak_mb"]}
+
+
 def run_bench(args) -> int:
+    if args.what == "nlsa":
+        r = bench_nlsa(args.channels, args.size[0], args.size[1], args.batch, args.backward,
+                       args.repeat)
+        if args.json:
+            print(json.dumps({k: r[k] for k in ("fast", "reference", "max_abs_diff")}))
+        else:
+            kind = "forward+backward" if r["backward"] else "forward"
+            print(f"NLSA {kind}, C={r['channels']}, {r['batch']}x{r['size'][0]}x{r['size'][1]} "
+                  f"(median of {args.repeat}, each path in its own process):")
+            for name in ("fast", "reference"):
+                print(f"  {name:9s} {r[name]['seconds']:.3f} s  peak {r[name]['peak_mb']:.0f} MB")
+            print(f"  speed-up {r['speedup']:.2f}x, memory {r['memory_ratio']:.3f} of the "
+                  f"reference, max |fast - reference| = {r['max_abs_diff']:.2e}")
+        return 0
     if args.what == "train":
         r = bench_train(args.config, args.steps, args.warmup, args.overrides)
         if args.json:
