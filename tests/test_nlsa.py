@@ -108,3 +108,32 @@ def test_gradients_flow():
     assert x.grad is not None
     for name, p in module.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_fast_path_blocks_and_gradients(monkeypatch):
+    from cclnn.models import nlsa
+    module = NonLocalSparseAttention(8, n_hashes=3, chunk_size=16, reduction=2)
+    x = torch.randn(2, 8, 11, 13, requires_grad=True)
+    rotations = torch.randn(module.rotations_shape(11, 13))
+    outputs = {}
+    monkeypatch.setattr(nlsa, "ROUND_ELEMENTS", 0)  # force blocks on this small input
+    for name, fast, block in (("reference", False, nlsa.BLOCK_ELEMENTS),
+                              ("fast", True, nlsa.BLOCK_ELEMENTS), ("one-chunk blocks", True, 1)):
+        monkeypatch.setattr(nlsa, "BLOCK_ELEMENTS", block)
+        module.use_fast = fast
+        x.grad = None
+        module.zero_grad()
+        y = module(x, rotations=rotations)
+        y.backward(torch.cos(torch.arange(y.numel(), dtype=torch.float32)).view_as(y))
+        outputs[name] = [y.detach(), x.grad.clone()] + [p.grad.clone() for p in module.parameters()]
+    for name in ("fast", "one-chunk blocks"):
+        for a, b in zip(outputs["reference"], outputs[name]):
+            assert (a - b).abs().max().item() <= 1e-5, name
+
+
+def test_hashing_equals_official_argmax():
+    from cclnn.models.nlsa import lsh_buckets, lsh_buckets_reference
+    q = torch.randn(2, 300, 8)
+    q[0, :5] = 0  # all-zero projections: ties everywhere, first maximum wins
+    rotations = torch.randn(8, 4, 3)
+    assert torch.equal(lsh_buckets(q, rotations), lsh_buckets_reference(q, rotations))

@@ -42,10 +42,27 @@ def num_buckets(length: int, chunk_size: int) -> int:
     return max(2, min(n + n % 2, MAX_BUCKETS))
 
 
-def lsh_buckets(query: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Bucket id [N, rounds, L] of each position by spherical LSH (argmax over [qR, -qR])."""
+def lsh_buckets_reference(query: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """The official code's hashing: argmax over the concatenation [qR, -qR]."""
     projected = torch.einsum("nlc,crb->nrlb", query, rotations)
     return torch.cat([projected, -projected], dim=-1).argmax(dim=-1)
+
+
+def lsh_buckets(query: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Bucket id [N, rounds, L] of each position by spherical LSH: argmax over [qR, -qR]
+    (first maximum on ties), computed per round without materialising the concatenation."""
+    half = rotations.shape[-1]
+    flat = query.reshape(-1, query.shape[-1])
+    codes = torch.empty(rotations.shape[1], flat.shape[0], dtype=torch.long, device=query.device)
+    step = max(1, (1 << 22) // max(1, half))  # rows per slab: bounded memory on large images
+    for r in range(rotations.shape[1]):
+        for start in range(0, flat.shape[0], step):
+            projected = flat[start:start + step] @ rotations[:, r]
+            top, top_index = projected.max(dim=-1)
+            bottom, bottom_index = projected.min(dim=-1)  # max of -qR is -min of qR
+            codes[r, start:start + step] = torch.where(top >= -bottom, top_index,
+                                                       bottom_index + half)
+    return codes.view(rotations.shape[1], *query.shape[:-1]).movedim(0, 1)
 
 
 def reference_sparse_attention(query: torch.Tensor, value: torch.Tensor,
@@ -65,7 +82,7 @@ def reference_sparse_attention(query: torch.Tensor, value: torch.Tensor,
     padding = n_chunks * chunk - length
 
     with torch.no_grad():
-        order = lsh_buckets(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
+        order = lsh_buckets_reference(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
         padded_order = torch.cat([order, order[..., length - padding:]], -1) if padding else order
         undo = order.argsort(dim=-1)
     batch = torch.arange(n, device=query.device).view(n, 1, 1)
@@ -102,148 +119,191 @@ def fast_path_available(x: torch.Tensor) -> bool:
             and x.dtype == torch.float32)
 
 
-def _rows(order: torch.Tensor, length: int) -> torch.Tensor:
-    """Per-image row indices [N, M] -> indices into the flattened [N * length] rows."""
-    offsets = torch.arange(order.shape[0], device=order.device).view(-1, 1) * length
-    return (order + offsets).flatten()
+# A hash round is processed whole when its sorted rows x channels x images fit in
+# ROUND_ELEMENTS (training patches), else in blocks of at most BLOCK_ELEMENTS (large images).
+ROUND_ELEMENTS = 1 << 23
+BLOCK_ELEMENTS = 1 << 21
+SAVE_ELEMENTS = 1 << 26  # keep the gathered blocks for the backward when they fit
 
 
-def _neighbour(t: torch.Tensor, n: int, shift: int) -> torch.Tensor:
-    """Chunk i of the result is chunk i - shift of ``t`` ([N * chunks, 1, chunk, C], cyclic
-    within each image); a rolled copy, none for shift 0."""
-    if shift == 0:
-        return t
-    return t.view(n, -1, *t.shape[1:]).roll(shift, 1).view(t.shape)
+class _Blocks:
+    """Chunks of one hash round, processed a block of consecutive chunks at a time.
+
+    For a block of chunks [c0, c1), ``ext`` holds the rows of chunks c0 - 1 ... c1 (cyclic
+    within the round), so the three neighbour attentions of the block are plain views of it
+    (previous: ``ext[:, :-2]``, own: ``ext[:, 1:-1]``, next: ``ext[:, 2:]``); nothing is
+    copied three times and no rolled copy is made.
+    """
+
+    def __init__(self, padded_order: torch.Tensor, length: int, chunk: int, channels: int):
+        self.n, length_padded = padded_order.shape
+        self.chunk, self.length = chunk, length
+        self.n_chunks = length_padded // chunk
+        self.by_chunk = padded_order.view(self.n, self.n_chunks, chunk)
+        self.offsets = (torch.arange(self.n) * length).view(-1, 1, 1)
+        per_chunk = self.n * chunk * channels
+        if per_chunk * self.n_chunks <= ROUND_ELEMENTS:
+            self.size = self.n_chunks
+        else:
+            self.size = max(1, min(self.n_chunks, BLOCK_ELEMENTS // per_chunk))
+
+    def __iter__(self):
+        for c0 in range(0, self.n_chunks, self.size):
+            c1 = min(c0 + self.size, self.n_chunks)
+            ext = torch.arange(c0 - 1, c1 + 1) % self.n_chunks
+            ext_rows = (self.by_chunk[:, ext] + self.offsets).flatten()  # flat [n*L] rows
+            own = self.by_chunk[:, c0:c1] + self.offsets
+            # sorted positions >= length are the padding copies: their outputs are dropped
+            position = torch.arange(c0 * self.chunk, c1 * self.chunk).view(1, -1)
+            real = (position < self.length).expand(self.n, -1).reshape(-1)
+            yield c1 - c0, ext_rows, own.flatten(), real
+
+    def gather(self, t: torch.Tensor, rows: torch.Tensor, chunks: int,
+               channels: int | None = None) -> torch.Tensor:
+        """Rows of flat [n*L, c] ``t`` -> [n, chunks, chunk, channels] (batch n, 'heads' =
+        chunks), zero-padded to ``channels`` (the fused kernel needs one head size for
+        queries, keys and values; zero channels leave every dot product unchanged)."""
+        width = channels or t.shape[-1]
+        if width == t.shape[-1]:
+            return t.index_select(0, rows).view(self.n, chunks, self.chunk, width)
+        out = t.new_zeros(rows.numel(), width)
+        out[:, :t.shape[-1]] = t.index_select(0, rows)
+        return out.view(self.n, chunks, self.chunk, width)
+
+    def gather_block(self, q_flat, k_flat, v_flat, m, ext_rows, own_rows):
+        channels = v_flat.shape[-1]
+        return (self.gather(q_flat, own_rows, m, channels),
+                self.gather(k_flat, ext_rows, m + 2, channels),
+                self.gather(v_flat, ext_rows, m + 2))
 
 
-def _add_unrolled(total: torch.Tensor, part: torch.Tensor, n: int, shift: int) -> None:
-    """``total += part`` with the neighbour shift undone: ``part``'s chunk i belongs to the
-    original chunk i - shift (in place, no rolled copy)."""
-    t = total.view(n, -1, *total.shape[1:])
-    p = part.view(n, -1, *part.shape[1:])
-    if shift == 1:
-        t[:, :-1] += p[:, 1:]
-        t[:, -1] += p[:, 0]
-    else:
-        t[:, 1:] += p[:, :-1]
-        t[:, 0] += p[:, -1]
+def _windows(ext: torch.Tensor) -> torch.Tensor:
+    """[n, m + 2, chunk, C] -> overlapping view [n, m, 3 chunk, C]: window i holds chunks
+    i - 1, i, i + 1 of the block, the keys of chunk i (a view: nothing is copied)."""
+    n, m2, chunk, channels = ext.shape
+    return ext.as_strided((n, m2 - 2, 3 * chunk, channels),
+                          (ext.stride(0), chunk * channels, channels, 1))
+
+
+def _add_windows(total: torch.Tensor, grad: torch.Tensor, ext_rows: torch.Tensor,
+                 columns: int) -> None:
+    """``total[rows] += grad`` for window gradients [n, m, 3 chunk, C]: slice i of every
+    window belongs to chunk (window + i) of the block's ``ext_rows``."""
+    n, m, width, channels = grad.shape
+    chunk = width // 3
+    rows = ext_rows.view(n, m + 2, chunk)
+    for i in range(3):
+        total.index_add_(0, rows[:, i:i + m].reshape(-1),
+                         grad[:, :, i * chunk:(i + 1) * chunk].reshape(-1, channels)[:, :columns])
 
 
 class _FusedLSHAttention(torch.autograd.Function):
-    """Merged output of all (round, neighbour chunk) attention parts, with fused attention.
+    """All hash rounds of LSH attention with a fused attention kernel.
 
-    Forward: for each hash round, one fused attention per neighbour chunk (no score tensor is
-    materialised: the CPU flash-attention kernel returns each part's output o_a and
-    log-sum-exp l_a). Softmax over a chunk and its two neighbours is the l-weighted merge of
-    the three parts, and the rounds are merged by the same rule, so the result is
-    ``out = sum_a exp(l_a - LSE) o_a`` with ``LSE = logsumexp_a l_a`` over all 3 x rounds
-    parts: the official algorithm, without its [rounds, chunks, 144, 432] score tensor and
-    without copying every chunk three times.
+    Forward: in the sorted order of a round, the keys of chunk i are chunks i - 1, i, i + 1,
+    which are consecutive rows: an overlapping strided view of the sorted keys gives every
+    chunk its 3-chunk key window without copying anything, and one call of the CPU
+    flash-attention kernel per round returns the attention output o_r and its log-sum-exp
+    l_r with no score tensor materialised. Rounds are merged online in raster order with
+    weights ``softmax_r(l_r)``, one block of chunks at a time for large images, so the working
+    set is a few block-sized tensors plus the output, whatever the image size.
 
-    Backward: the loss sees the parts only through ``out``, so for part a the score gradient
-    is ``w_a p^a_j (g . v_j - g . out)`` with ``w_a = exp(l_a - LSE)``: exactly what the
-    flash backward kernel computes when given ``grad_out = w_a g`` and ``out`` in place of
-    o_a. Each round is processed on its own, so memory stays at a few copies of the input
-    whatever the image size (the sorted chunks are kept for the backward only when a
-    gradient is needed).
+    Backward: the loss sees a round only through the merged output ``out``, so the score
+    gradient of round r is ``w_r p_j (g . v_j - g . out)`` with ``w_r = exp(l_r - LSE)``:
+    exactly what the flash backward kernel computes when given ``grad_out = w_r g`` and
+    ``out`` in place of o_r.
     """
 
     @staticmethod
-    def forward(ctx, query, keys, value, padded_order, undo, chunk: int):
+    def forward(ctx, query, keys, value, padded_order, chunk: int):
         n, length, channels = value.shape
-        rounds, length_padded = padded_order.shape[1], padded_order.shape[2]
-        flat = (n * (length_padded // chunk), 1, chunk, channels)
-        keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        out = lse = None
-        saved = []
-        for r in range(rounds):
-            rows = _rows(padded_order[:, r], length)
-            qc, kc, vc = (t.reshape(-1, channels).index_select(0, rows).view(flat)
-                          for t in (query, keys, value))
-            outs, lses = [], []
-            for shift in NEIGHBOURS:
-                o_a, l_a = _FLASH(qc, _neighbour(kc, n, shift), _neighbour(vc, n, shift),
-                                  0.0, False, scale=1.0)
-                outs.append(o_a)
-                lses.append(l_a)
-            lse_r = torch.logsumexp(torch.stack(lses), dim=0)
-            out_r = outs[0].mul_(torch.exp(lses[0] - lse_r).unsqueeze(-1))
-            for o_a, l_a in zip(outs[1:], lses[1:]):
-                out_r.addcmul_(o_a, torch.exp(l_a - lse_r).unsqueeze(-1))
-            # back to raster order (padding rows dropped), then merged with earlier rounds
-            back = _rows(undo[:, r], length_padded)
-            out_r = out_r.view(-1, channels).index_select(0, back).view(n, length, channels)
-            lse_r = lse_r.reshape(-1).index_select(0, back).view(n, length)
-            if out is None:
-                out, lse = out_r, lse_r
-            else:
-                new_lse = torch.logaddexp(lse, lse_r)
-                out.mul_(torch.exp(lse - new_lse).unsqueeze(-1))
-                out.addcmul_(out_r, torch.exp(lse_r - new_lse).unsqueeze(-1))
-                lse = new_lse
-            if keep:
-                saved += [qc, kc, vc, *lses]
-        ctx.save_for_backward(padded_order, out, lse, *saved)
-        ctx.shape = (n, length, channels, chunk, query.shape[-1])
-        return out
+        q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
+        v_flat = value.reshape(n * length, channels)
+        out = torch.empty(n * length, channels, dtype=value.dtype)
+        lse = torch.empty(n * length, dtype=value.dtype)
+        round_lse, kept = [], []
+        keep = (any(ctx.needs_input_grad[:3])
+                and 3 * padded_order.numel() * channels <= SAVE_ELEMENTS)
+        for r in range(padded_order.shape[1]):
+            blocks = _Blocks(padded_order[:, r], length, chunk, channels)
+            for m, ext_rows, own_rows, real in blocks:
+                q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
+                if keep:
+                    kept += [q, k, v]
+                out_b, lse_b = _FLASH(q, _windows(k), _windows(v), 0.0, False, scale=1.0)
+                round_lse.append(lse_b)
+                rows = own_rows[real]
+                out_b = out_b.reshape(-1, channels)[real]
+                lse_b = lse_b.reshape(-1)[real]
+                if r == 0:
+                    out.index_copy_(0, rows, out_b)
+                    lse.index_copy_(0, rows, lse_b)
+                else:
+                    merged, merged_lse = _merge(out.index_select(0, rows),
+                                                lse.index_select(0, rows), out_b, lse_b)
+                    out.index_copy_(0, rows, merged)
+                    lse.index_copy_(0, rows, merged_lse)
+        ctx.save_for_backward(query, keys, value, padded_order, out, lse, *round_lse, *kept)
+        ctx.chunk, ctx.parts, ctx.kept = chunk, len(round_lse), bool(kept)
+        return out.view(n, length, channels)
 
     @staticmethod
     def backward(ctx, grad):
-        padded_order, out, lse, *saved = ctx.saved_tensors
-        n, length, channels, chunk, _ = ctx.shape
-        rounds, length_padded = padded_order.shape[1], padded_order.shape[2]
-        flat = (n * (length_padded // chunk), 1, chunk, channels)
-        grads = [torch.zeros(n * length, channels, dtype=grad.dtype) for _ in range(3)]
-        per_round = 3 + len(NEIGHBOURS)
-        for r in range(rounds):
-            qc, kc, vc, *lses = saved[r * per_round:(r + 1) * per_round]
-            rows = _rows(padded_order[:, r], length)
-            g_sorted = grad.reshape(-1, channels).index_select(0, rows).view(n, -1, channels)
-            g_sorted[:, length:] = 0  # padding rows were dropped from the output
-            g_sorted = g_sorted.view(flat)
-            out_sorted = out.reshape(-1, channels).index_select(0, rows).view(flat)
-            lse_sorted = lse.reshape(-1).index_select(0, rows).view(flat[:3])
-            dq = dk = dv = None
-            for shift, lse_a in zip(NEIGHBOURS, lses):
-                weight = torch.exp(lse_a - lse_sorted).unsqueeze(-1)
-                dq_a, dk_a, dv_a = _FLASH_BACKWARD(
-                    g_sorted * weight, qc, _neighbour(kc, n, shift), _neighbour(vc, n, shift),
-                    out_sorted, lse_a, 0.0, False, scale=1.0)
-                if dq is None:
-                    dq, dk, dv = dq_a, dk_a, dv_a
+        query, keys, value, padded_order, out, lse, *saved = ctx.saved_tensors
+        round_lse, kept = iter(saved[:ctx.parts]), iter(saved[ctx.parts:])
+        n, length, channels = value.shape
+        match = query.shape[-1]
+        q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
+        v_flat = value.reshape(n * length, channels)
+        g_flat = grad.reshape(n * length, channels)
+        d_query = torch.zeros(n * length, match, dtype=grad.dtype)
+        d_keys = torch.zeros(n * length, match, dtype=grad.dtype)
+        d_value = torch.zeros(n * length, channels, dtype=grad.dtype)
+        for r in range(padded_order.shape[1]):
+            blocks = _Blocks(padded_order[:, r], length, ctx.chunk, channels)
+            for m, ext_rows, own_rows, real in blocks:
+                if ctx.kept:
+                    q, k, v = next(kept), next(kept), next(kept)
                 else:
-                    dq.add_(dq_a)
-                    _add_unrolled(dk, dk_a, n, shift)
-                    _add_unrolled(dv, dv_a, n, shift)
-            for total, part in zip(grads, (dq, dk, dv)):
-                total.index_add_(0, rows, part.reshape(-1, channels))
-        return (*(g.view(n, length, channels) for g in grads), None, None, None)
+                    q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
+                l_r = next(round_lse)
+                g = blocks.gather(g_flat, own_rows, m)
+                g.view(-1, channels)[~real] = 0  # padding copies: their outputs were dropped
+                weight = torch.exp(l_r.reshape(n, m, -1) - lse.index_select(0, own_rows).view(
+                    n, m, -1)).unsqueeze(-1)
+                o = blocks.gather(out, own_rows, m)
+                dq, dk, dv = _FLASH_BACKWARD(g.mul_(weight), q, _windows(k), _windows(v), o, l_r,
+                                             0.0, False, scale=1.0)
+                d_query.index_add_(0, own_rows, dq.reshape(-1, channels)[:, :match])
+                _add_windows(d_keys, dk, ext_rows, match)
+                _add_windows(d_value, dv, ext_rows, channels)
+        return (d_query.view_as(query), d_keys.view_as(keys), d_value.view_as(value), None, None)
+
+
+def _merge(out_a, lse_a, out_b, lse_b):
+    """Two attention results over disjoint key sets -> the result over their union."""
+    lse = torch.logaddexp(lse_a, lse_b)
+    merged = out_a * torch.exp(lse_a - lse).unsqueeze(-1)
+    merged.addcmul_(out_b, torch.exp(lse_b - lse).unsqueeze(-1))
+    return merged, lse
 
 
 def fast_sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: torch.Tensor,
                           chunk_size: int) -> torch.Tensor:
     """Same result as :func:`reference_sparse_attention` (CPU, float32), without the score
     tensor and without copying each chunk three times; see :class:`_FusedLSHAttention`."""
-    n, length, match_channels = query.shape
+    n, length, match = query.shape
     channels = value.shape[-1]
+    if match > channels:  # (not the case in NLSA, where match = channels / reduction)
+        return reference_sparse_attention(query, value, rotations, chunk_size)
     chunk = min(chunk_size, length)
-    n_chunks = -(-length // chunk)
-    padding = n_chunks * chunk - length
+    padding = -(-length // chunk) * chunk - length
     with torch.no_grad():
         order = lsh_buckets(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
         padded_order = torch.cat([order, order[..., length - padding:]], -1) if padding else order
-        undo = order.argsort(dim=-1)
     keys = F.normalize(query, p=2, dim=-1, eps=KEY_NORM_EPS)
-    # the fused kernel needs one head size for queries, keys and values: zero-pad the match
-    # embedding to C channels (dot products are unchanged)
-    if match_channels < channels:
-        query = F.pad(query, (0, channels - match_channels))
-        keys = F.pad(keys, (0, channels - match_channels))
-    elif match_channels > channels:
-        value = F.pad(value, (0, match_channels - channels))
-    out = _FusedLSHAttention.apply(query.contiguous(), keys.contiguous(), value.contiguous(),
-                                   padded_order.contiguous(), undo.contiguous(), chunk)
-    return out[..., :channels]
+    return _FusedLSHAttention.apply(query.contiguous(), keys.contiguous(), value.contiguous(),
+                                    padded_order.contiguous(), chunk)
 
 
 def sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: torch.Tensor,
@@ -290,11 +350,16 @@ class NonLocalSparseAttention(nn.Module):
         elif tuple(rotations.shape) != self.rotations_shape(h, w):
             raise ValueError(f"rotations must have shape {self.rotations_shape(h, w)} for a "
                              f"{h}x{w} input, got {tuple(rotations.shape)}")
-        query = self.conv_match(x).flatten(2).transpose(1, 2)
-        value = self.conv_assembly(x).flatten(2).transpose(1, 2)
+        # channels-last convolutions give position-major [N, L, C] outputs without copies
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        query = self.conv_match(x_cl).flatten(2).transpose(1, 2).contiguous()
+        value = self.conv_assembly(x_cl).flatten(2).transpose(1, 2).contiguous()
+        del x_cl
         attended = sparse_attention(query, value, rotations.to(x.dtype), self.chunk_size,
                                     fast=self.use_fast)
-        return x + self.res_scale * attended.transpose(1, 2).reshape(n, c, h, w)
+        del query, value
+        # a channels-last view of the result: the residual sum is the only new tensor
+        return torch.add(x, attended.view(n, h, w, c).permute(0, 3, 1, 2), alpha=self.res_scale)
 
 
 # Official checkpoints wrap both convs in a one-layer Sequential (``conv_match.0.weight``).
