@@ -67,6 +67,126 @@ def bench_train(config_path: str, steps: int = 20, warmup: int = 3,
             "device": str(trainer.device), "threads": __import__("torch").get_num_threads()}
 
 
+def matmul_gflops(size: int = 2048, repeat: int = 5) -> float:
+    """The machine's own fp32 matrix-multiply rate (GFLOP/s), the reference for efficiency."""
+    import torch
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size ** 3 / median_seconds(lambda: a @ b, repeat) / 1e9
+
+
+def count_gflop(model, x) -> float:
+    """Forward GFLOP of ``model`` on ``x``: convolutions and linear layers (2 per
+    multiply-add) plus NLSA's attention products at their real (unpadded) sizes."""
+    import torch
+
+    from .models.nlsa import NonLocalSparseAttention, num_buckets
+    total = [0.0]
+
+    def conv_hook(module, inputs, output):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total[0] += 2.0 * output.numel() * module.in_channels // module.groups * k
+
+    def linear_hook(module, inputs, output):
+        total[0] += 2.0 * output.numel() * module.in_features
+
+    def nlsa_hook(module, inputs, output):
+        n, c, h, w = inputs[0].shape
+        length = h * w
+        keys = 3 * min(module.chunk_size, length)
+        match = c // module.reduction
+        total[0] += 2.0 * n * module.n_hashes * length * keys * (match + c)  # scores, output
+        total[0] += 2.0 * n * length * match * module.n_hashes * (
+            num_buckets(length, module.chunk_size) // 2)  # hashing
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, torch.nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, NonLocalSparseAttention):
+            hooks.append(m.register_forward_hook(nlsa_hook))
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return total[0] / 1e9
+
+
+def _peak_child(fn_name: str, kwargs: dict, queue) -> None:
+    import resource
+    result = globals()[fn_name](**kwargs)
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(result)
+
+
+def in_child(fn_name: str, **kwargs) -> dict:
+    """Run ``fn_name(**kwargs)`` of this module in a fresh process; adds its peak memory."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_peak_child, args=(fn_name, kwargs, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def _model_inference(name: str, scale: int, height: int, width: int, repeat: int) -> dict:
+    import torch
+
+    from .models.registry import build_model
+    torch.manual_seed(0)
+    model = build_model(name, scale).eval()
+    x = torch.rand(1, 3, height, width) * 255
+    with torch.inference_mode():
+        seconds = median_seconds(lambda: model(x), repeat, warmup=1 if repeat > 1 else 0)
+    return {"seconds": seconds, "gflop": count_gflop(model, torch.rand(1, 3, height, width))}
+
+
+def _model_train_step(name: str, scale: int, height: int, width: int, batch: int,
+                      repeat: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from .models.registry import build_model
+    torch.manual_seed(0)
+    model = build_model(name, scale).train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    lr = torch.rand(batch, 3, height, width) * 255
+    hr = torch.rand(batch, 3, height * scale, width * scale) * 255
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        F.l1_loss(model(lr), hr).backward()
+        optimizer.step()
+    seconds = median_seconds(step, repeat)
+    # backward costs about twice the forward: a training step is ~3x the forward FLOPs
+    return {"seconds": seconds, "gflop": 3 * count_gflop(model, lr)}
+
+
+def bench_model(name: str, scale: int, height: int, width: int, train: bool = False,
+                batch: int = 16, repeat: int = 3) -> dict:
+    """Inference (and optionally a training step) of a whole network, each in a fresh
+    process for its peak memory, beside the machine's measured matmul rate."""
+    reference = matmul_gflops()
+    result = {"model": name, "scale": scale, "size": [height, width],
+              "matmul_gflops": reference}
+    inference = in_child("_model_inference", name=name, scale=scale, height=height,
+                         width=width, repeat=repeat)
+    inference["gflops"] = inference["gflop"] / inference["seconds"]
+    inference["efficiency"] = inference["gflops"] / reference
+    result["inference"] = inference
+    if train:
+        step = in_child("_model_train_step", name=name, scale=scale, height=height, width=width,
+                        batch=batch, repeat=repeat)
+        step["gflops"] = step["gflop"] / step["seconds"]
+        step["efficiency"] = step["gflops"] / reference
+        step["batch"] = batch
+        result["train_step"] = step
+    return result
+
+
 def _nlsa_child(fast: bool, channels: int, height: int, width: int, batch: int,
                 backward: bool, repeat: int, out_file: str, queue) -> None:
     """Runs in its own process, so that its peak memory (ru_maxrss) is its own."""
@@ -131,6 +251,23 @@ def bench_nlsa(channels: int = 64, height: int = 512, width: int = 512, batch: i
 
 
 def run_bench(args) -> int:
+    if args.what == "model":
+        r = bench_model(args.model, args.scale, args.size[0], args.size[1], args.train,
+                        args.batch, args.repeat)
+        if args.json:
+            print(json.dumps(r))
+            return 0
+        print(f"{r['model']} x{r['scale']}; this machine's fp32 matmul: "
+              f"{r['matmul_gflops']:.1f} GFLOP/s")
+        rows = [("inference", r["inference"], f"1x{args.size[0]}x{args.size[1]}")]
+        if "train_step" in r:
+            rows.append(("train step", r["train_step"],
+                         f"{args.batch}x{args.size[0]}x{args.size[1]}"))
+        for label, m, shape in rows:
+            print(f"  {label:10s} {shape:>12s}: {m['seconds']:.3f} s, {m['gflop']:.1f} GFLOP, "
+                  f"{m['gflops']:.1f} GFLOP/s = {100 * m['efficiency']:.0f} % of matmul, "
+                  f"peak {m['peak_mb']:.0f} MB")
+        return 0
     if args.what == "nlsa":
         r = bench_nlsa(args.channels, args.size[0], args.size[1], args.batch, args.backward,
                        args.repeat)

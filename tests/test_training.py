@@ -31,6 +31,10 @@ def images(tmp_path):
         img = np.kron(base, np.ones((6, 6, 1), np.uint8))  # blocky, learnable
         write_image(folder / f"img{i}.png", img)
     write_image(folder / "small.png", np.zeros((10, 10, 3), np.uint8))  # skipped: too small
+    val = tmp_path / "val" / "HR"  # a small validation set: fast for every network
+    val.mkdir(parents=True)
+    for i in range(2):
+        write_image(val / f"v{i}.png", rng.integers(0, 256, (36, 30, 3)).astype(np.uint8))
     return folder
 
 
@@ -43,7 +47,7 @@ def tiny_config(tmp_path, images, **extra):
         "optim": {"lr": 1e-3},
         "epochs": 2,
         "deterministic": True,
-        "val": {"dataset": "Set5", "every": 6, "max_images": 2},
+        "val": {"dataset": str(images.parent / "val"), "every": 6},
         "checkpoint_every": 3,
         "log_every": 1,
         "out_dir": str(tmp_path / "runs"),

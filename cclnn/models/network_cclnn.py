@@ -141,6 +141,8 @@ _L = dict(channels=128, n_resblocks=16)
 for _name, _defaults, _summary in [
     ("cclnn", CCLNNConfig(), "CCLNN: 256 ch, 32 ResBlocks, 5 CCLN blocks (the paper's network)"),
     ("cclnn-l", CCLNNConfig(**_L), "CCLNN-L: 128 ch, 16 ResBlocks, 3 CCLN blocks (ablations)"),
+    ("cclnn-t", CCLNNConfig(channels=64, n_resblocks=8, res_scale=1.0),
+     "CCLNN-T: 64 ch, 8 ResBlocks, 2 CCLN blocks (CPU-sized; weights ship with cclnn)"),
     ("cclnn-local", CCLNNConfig(**_L, branches="local"),
      "CCLNN-L, local branch only: Y = Res(CCA(X)) (Table 1)"),
     ("cclnn-nonlocal", CCLNNConfig(**_L, branches="nonlocal", aux_loss="none"),

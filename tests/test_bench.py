@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+import cclnn
+from cclnn.bench import bench_nlsa, count_gflop
+
+
+def test_gflop_count_of_srcnn_by_hand():
+    model = cclnn.build_model("srcnn", 2)
+    x = torch.rand(1, 3, 10, 12) * 255
+    pixels = 20 * 24
+    expected = 2 * pixels * (81 * 1 * 64 + 25 * 64 * 32 + 25 * 32 * 1) / 1e9
+    assert count_gflop(model, x) == pytest.approx(expected)
+
+
+def test_gflop_count_includes_attention():
+    plain = cclnn.build_model("edsr", 2, channels=16, n_resblocks=8)
+    attention = cclnn.build_model("nlsn", 2, channels=16, n_resblocks=8)  # 2 NLSA blocks
+    x = torch.rand(1, 3, 20, 20)
+    extra = count_gflop(attention, x) - count_gflop(plain, x)
+    length, rounds, match, channels = 400, 4, 4, 16
+    keys = 3 * 144  # own chunk and its two neighbours
+    half_buckets = 1  # 400 // 144 = 2 buckets
+    per_block = (2 * rounds * length * keys * (match + channels)  # scores and output
+                 + 2 * length * match * rounds * half_buckets  # hashing
+                 + 2 * length * (9 * channels * match + channels * channels))  # its two convs
+    assert extra * 1e9 == pytest.approx(2 * per_block, rel=1e-9)
+
+
+def test_bench_nlsa_small():
+    r = bench_nlsa(channels=8, height=13, width=17, batch=2, backward=True, repeat=1)
+    assert r["max_abs_diff"] <= 1e-5
+    assert r["fast"]["seconds"] > 0 and r["reference"]["peak_mb"] > 0
