@@ -206,3 +206,14 @@ def test_bench_train_reports_split(tmp_path, images):
     from cclnn.bench import bench_train
     r = bench_train(str(tiny_config(tmp_path, images)), steps=3, warmup=1)
     assert r["steps"] == 3 and 0 < r["data_fraction"] < 1
+
+
+@pytest.mark.parametrize("amp", ["bf16"])
+def test_mixed_precision_and_channels_last_run(tmp_path, images, amp):
+    path = tiny_config(tmp_path, images)
+    config = load_config(path, [f"name=amp-{amp}", f"amp={amp}", "channels_last=true",
+                                "max_iterations=2", "val.every=2", "model.name=cclnn-l",
+                                "model.options={channels: 16, n_resblocks: 1, chunk_size: 16, "
+                                "cca_reduction: 4}", "loss.aux_weight=0.01"])
+    result = Trainer(config, progress=False).train()
+    assert np.isfinite(result["psnr"])

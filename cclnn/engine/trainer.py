@@ -143,10 +143,13 @@ class Trainer:
         self.best_iteration = 0
         self._val_pairs = None
         self.times: list[StepTimes] = []
+        self.tensorboard = None
         if resume:
             self._load_latest()
         elif self.is_main:
             self._prepare_run_dir()
+        if self.is_main:
+            self.tensorboard = _tensorboard_writer(self.run_dir)
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -310,6 +313,9 @@ class Trainer:
                     self.iteration, epoch, f"{self.scheduler.get_last_lr()[0]:.6g}",
                     f"{parts['loss']:.6f}", f"{parts['l_rec']:.6f}", f"{parts['l_aux']:.6f}",
                     f"{t1 - t0:.4f}", f"{t2 - t1:.4f}"])
+            if self.tensorboard and self.iteration % c.log_every == 0:
+                for key, value in parts.items():
+                    self.tensorboard.add_scalar(f"train/{key}", value, self.iteration)
             bar.update(1)
             bar.set_postfix(loss=f"{parts['l_rec']:.3f}",
                             aux=f"{parts['l_aux']:.3f}" if self.has_aux else "-",
@@ -320,6 +326,8 @@ class Trainer:
             if self.iteration % c.checkpoint_every == 0 or done:
                 self.save_checkpoint()
         bar.close()
+        if self.tensorboard:
+            self.tensorboard.flush()
         return last_val
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
@@ -352,6 +360,9 @@ class Trainer:
         epoch = (self.iteration - 1) // self.iters_per_epoch
         self._log("val_log.csv", [self.iteration, epoch, name, f"{mean_psnr:.4f}",
                                   f"{mean_ssim:.5f}", int(totals[2])])
+        if self.tensorboard:
+            self.tensorboard.add_scalar(f"val/{name}_psnr", mean_psnr, self.iteration)
+            self.tensorboard.add_scalar(f"val/{name}_ssim", mean_ssim, self.iteration)
         if mean_psnr > self.best_psnr:
             self.best_psnr, self.best_iteration = mean_psnr, self.iteration
             if self.is_main:
@@ -361,6 +372,15 @@ class Trainer:
                                   self.run_dir / "best.pt")
         return {"dataset": name, "psnr": mean_psnr, "ssim": mean_ssim,
                 "iteration": self.iteration}
+
+
+def _tensorboard_writer(run_dir: Path):
+    """A TensorBoard writer under ``run_dir/tensorboard`` when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _truncate_log(path: Path, iteration: int) -> None:
