@@ -176,6 +176,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from .upscale import run_upscale
+    return run_upscale(args)
+
+
+def _tile(value: str):
+    if value == "auto":
+        return value
+    try:
+        tile = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'auto', got {value!r}")
+    if tile < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return tile
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
     return run_bench(args)
@@ -202,6 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default="butterfly", help="bundled Set5 image name")
     p.add_argument("--repeat", type=int, default=3)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("upscale", help="upscale images (files, folders, globs)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--output", help="output file (one input) or folder "
+                                          "(default: beside each input, NAME_xS.EXT)")
+    p.add_argument("--scale", type=_scale_list, default=2)
+    p.add_argument("--model", default="cclnn-t", help="network (default: the shipped cclnn-t)")
+    p.add_argument("--weights", help="weights file; '{scale}' in the path is replaced")
+    p.add_argument("--tile", type=_tile, default="auto",
+                   help="tile size in LR pixels, 0 for none (default auto: 512 on large images)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--self-ensemble", action="store_true", help="x8 flip/rotation average")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("test", help="PSNR/SSIM of a network on benchmark sets (Table 5 style)")
     p.add_argument("--model", required=True, help="a registered network, or 'bicubic'")

@@ -20,7 +20,7 @@ Net = Callable[[torch.Tensor], torch.Tensor]
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 H x W x 3 -> 1 x 3 x H x W float in [0, 255]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+    return torch.from_numpy(np.array(img, order="C")).permute(2, 0, 1)[None].float()
 
 
 def tensor_to_image(t: torch.Tensor) -> np.ndarray:
@@ -66,7 +66,7 @@ def tiled(net: Net, x: torch.Tensor, scale: int, tile: int, overlap: int) -> tor
         return net(x)
     fade = overlap // 2
     out = None
-    weight_sum = torch.zeros(1, 1, h * scale, w * scale, dtype=torch.float64)
+    weight_sum = torch.zeros(1, 1, h * scale, w * scale)
     for y0 in range(0, h, tile):
         y1 = min(y0 + tile, h)
         iy0, iy1 = max(0, y0 - overlap), min(h, y1 + overlap)
@@ -75,14 +75,14 @@ def tiled(net: Net, x: torch.Tensor, scale: int, tile: int, overlap: int) -> tor
             x1 = min(x0 + tile, w)
             ix0, ix1 = max(0, x0 - overlap), min(w, x1 + overlap)
             wx = _fade((ix1 - ix0) * scale, x0 - ix0, x1 - ix0, scale, fade)
-            sr = net(x[..., iy0:iy1, ix0:ix1]).double().cpu()
+            sr = net(x[..., iy0:iy1, ix0:ix1]).float().cpu()
             if out is None:
-                out = torch.zeros(n, sr.shape[1], h * scale, w * scale, dtype=torch.float64)
-            weights = wy[:, None] * wx[None, :]
+                out = torch.zeros(n, sr.shape[1], h * scale, w * scale)
+            weights = (wy[:, None] * wx[None, :]).float()
             region = (..., slice(iy0 * scale, iy1 * scale), slice(ix0 * scale, ix1 * scale))
             out[region] += sr * weights
             weight_sum[region] += weights
-    return (out / weight_sum).float()
+    return out.div_(weight_sum)
 
 
 def model_runner(model: torch.nn.Module, device: torch.device) -> Net:

@@ -1,0 +1,122 @@
+"""cclnn upscale: formats, alpha, grayscale, EXIF, overwrite refusal, failures, tiny images."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cclnn
+from cclnn.cli import main
+from cclnn.resize import imresize
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "srcnn_x2.safetensors"
+    cclnn.save_weights(cclnn.build_model("srcnn", 2), path)
+    return path
+
+
+def photo(h=20, w=28, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 4 + 1, w // 4 + 1, 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(base).resize((w, h), Image.BILINEAR))
+
+
+def run(args, weights):
+    return main(["upscale", *map(str, args), "--model", "srcnn", "--weights", str(weights)])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif"])
+def test_formats_round_trip(tmp_path, weights, suffix, capsys):
+    src = tmp_path / f"in{suffix}"
+    Image.fromarray(photo()).save(src)
+    assert run([src], weights) == 0
+    out = tmp_path / f"in_x2{suffix}"
+    with Image.open(out) as im:
+        assert im.size == (56, 40) and im.format == Image.open(src).format
+    assert str(out) in capsys.readouterr().out
+
+
+def test_alpha_is_bicubic_and_gray_stays_gray(tmp_path, weights):
+    rgba = np.dstack([photo(), np.tile(np.arange(28, dtype=np.uint8) * 9, (20, 1))])
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    Image.fromarray(photo()[..., 1]).save(tmp_path / "g.png")
+    assert run([tmp_path / "a.png", tmp_path / "g.png", "-o", tmp_path / "out"], weights) == 0
+    with Image.open(tmp_path / "out" / "a_x2.png") as im:
+        assert im.mode == "RGBA"
+        alpha = np.asarray(im)[..., 3]
+    expected = imresize(rgba[..., 3].astype(np.float64), 2).round().clip(0, 255)
+    assert np.array_equal(alpha, expected.astype(np.uint8))
+    with Image.open(tmp_path / "out" / "g_x2.png") as im:
+        assert im.mode == "L" and im.size == (56, 40)
+
+
+def test_exif_orientation_is_applied(tmp_path, weights):
+    img = Image.fromarray(photo(20, 28))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert run([tmp_path / "r.jpg"], weights) == 0
+    with Image.open(tmp_path / "r_x2.jpg") as im:
+        assert im.size == (40, 56)  # upright: the 28-wide image became 28 tall
+        assert im.getexif().get(0x0112) in (None, 1)
+
+
+def test_overwrite_refused_then_allowed(tmp_path, weights, capsys):
+    Image.fromarray(photo()).save(tmp_path / "p.png")
+    assert run([tmp_path / "p.png"], weights) == 0
+    before = (tmp_path / "p_x2.png").read_bytes()
+    Image.fromarray(photo(seed=3)).save(tmp_path / "p.png")
+    assert run([tmp_path / "p.png"], weights) == 1
+    err = capsys.readouterr().err
+    assert "p_x2.png: exists (use --overwrite" in err and "Traceback" not in err
+    assert (tmp_path / "p_x2.png").read_bytes() == before
+    assert main(["upscale", str(tmp_path / "p.png"), "--model", "srcnn", "--weights",
+                 str(weights), "--overwrite"]) == 0
+    assert (tmp_path / "p_x2.png").read_bytes() != before
+
+
+def test_corrupt_file_among_good_ones(tmp_path, weights, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(seed=i)).save(folder / f"ok{i}.png")
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (folder / "notes.txt").write_text("not an image")
+    assert run([folder, "-o", tmp_path / "out"], weights) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "bad.png" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok0_x2.png", "ok1_x2.png"]
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
+
+
+def test_glob_and_missing_inputs(tmp_path, weights, capsys):
+    for i in range(2):
+        Image.fromarray(photo(seed=i)).save(tmp_path / f"g{i}.png")
+    assert run([str(tmp_path / "g*.png"), "-o", tmp_path / "o"], weights) == 0
+    assert len(list((tmp_path / "o").glob("*.png"))) == 2
+    assert run([tmp_path / "nothing.png"], weights) == 1
+    assert "nothing.png: file not found" in capsys.readouterr().err
+
+
+def test_one_pixel_image(tmp_path, weights):
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")
+    assert run([tmp_path / "dot.png", "--scale", "2"], weights) == 0
+    with Image.open(tmp_path / "dot_x2.png") as im:
+        assert im.size == (2, 2)
+
+
+def test_python_api_types_and_tiling():
+    net = cclnn.build_model("edsr-baseline", 3, n_resblocks=2, channels=16)
+    arr = photo(30, 41)
+    out = cclnn.upscale(arr, 3, model=net, tile=0)
+    assert isinstance(out, np.ndarray) and out.shape == (90, 123, 3) and out.dtype == np.uint8
+    tiled = cclnn.upscale(arr, 3, model=net, tile=12)  # overlap 16 > receptive field radius
+    assert np.abs(out.astype(int) - tiled.astype(int)).max() <= 1
+    pil = cclnn.upscale(Image.fromarray(arr), 3, model=net)
+    assert isinstance(pil, Image.Image) and pil.size == (123, 90)
+    gray = cclnn.upscale(arr[..., 0], 3, model=net)
+    assert gray.shape == (90, 123)
+    with pytest.raises(cclnn.errors.CclnnError, match="x3"):
+        cclnn.upscale(arr, 2, model=net)
