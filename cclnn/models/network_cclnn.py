@@ -33,18 +33,14 @@ from ..config import ConfigError
 from ..losses import contrastive_loss, sparsity_loss
 from .common import (RESBLOCK_RENAMES, ChannelAttention, EDSRStyleNet, ResBlock, conv1x1,
                      interleaved_body)
+from .network_nlsn import NLSNConfig
 from .nlsa import NLSA_RENAMES, NonLocalSparseAttention
 from .registry import register
 
 
 @dataclass(frozen=True)
-class CCLNNConfig:
-    channels: int = 256
-    n_resblocks: int = 32
-    res_scale: float = 0.1
-    n_hashes: int = 4
-    chunk_size: int = 144
-    reduction: int = 4  # NLSA match-embedding reduction
+class CCLNNConfig(NLSNConfig):
+    """NLSN's backbone and NLSA settings, plus the CCLN block's."""
     cca_reduction: int = 16
     branches: Literal["both", "local", "nonlocal"] = "both"
     aux_loss: Literal["contrastive", "sparse", "none"] = "contrastive"
