@@ -148,15 +148,17 @@ class _Blocks:
             self.size = max(1, min(self.n_chunks, BLOCK_ELEMENTS // per_chunk))
 
     def __iter__(self):
+        """(c0, m, ext_rows, own_rows, real): the block's first chunk and chunk count, the
+        flat rows of chunks c0 - 1 ... c0 + m (cyclic) and of its own chunks, and how many
+        leading positions of each image's own rows are real (sorted positions >= length are
+        the padding copies, whose outputs are dropped)."""
         for c0 in range(0, self.n_chunks, self.size):
             c1 = min(c0 + self.size, self.n_chunks)
             ext = torch.arange(c0 - 1, c1 + 1) % self.n_chunks
-            ext_rows = (self.by_chunk[:, ext] + self.offsets).flatten()  # flat [n*L] rows
-            own = self.by_chunk[:, c0:c1] + self.offsets
-            # sorted positions >= length are the padding copies: their outputs are dropped
-            position = torch.arange(c0 * self.chunk, c1 * self.chunk).view(1, -1)
-            real = (position < self.length).expand(self.n, -1).reshape(-1)
-            yield c1 - c0, ext_rows, own.flatten(), real
+            ext_rows = (self.by_chunk[:, ext] + self.offsets).flatten()
+            own_rows = (self.by_chunk[:, c0:c1] + self.offsets).flatten()
+            real = min(self.length, c1 * self.chunk) - c0 * self.chunk
+            yield c0, c1 - c0, ext_rows, own_rows, real
 
     def gather(self, t: torch.Tensor, rows: torch.Tensor, chunks: int,
                channels: int | None = None) -> torch.Tensor:
@@ -185,18 +187,6 @@ def _windows(ext: torch.Tensor) -> torch.Tensor:
                           (ext.stride(0), chunk * channels, channels, 1))
 
 
-def _add_windows(total: torch.Tensor, grad: torch.Tensor, ext_rows: torch.Tensor,
-                 columns: int) -> None:
-    """``total[rows] += grad`` for window gradients [n, m, 3 chunk, C]: slice i of every
-    window belongs to chunk (window + i) of the block's ``ext_rows``."""
-    n, m, width, channels = grad.shape
-    chunk = width // 3
-    rows = ext_rows.view(n, m + 2, chunk)
-    for i in range(3):
-        total.index_add_(0, rows[:, i:i + m].reshape(-1),
-                         grad[:, :, i * chunk:(i + 1) * chunk].reshape(-1, channels)[:, :columns])
-
-
 class _FusedLSHAttention(torch.autograd.Function):
     """All hash rounds of LSH attention with a fused attention kernel.
 
@@ -215,7 +205,7 @@ class _FusedLSHAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, keys, value, padded_order, chunk: int):
+    def forward(ctx, query, keys, value, padded_order, undo, chunk: int):
         n, length, channels = value.shape
         q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
         v_flat = value.reshape(n * length, channels)
@@ -226,15 +216,15 @@ class _FusedLSHAttention(torch.autograd.Function):
                 and 3 * padded_order.numel() * channels <= SAVE_ELEMENTS)
         for r in range(padded_order.shape[1]):
             blocks = _Blocks(padded_order[:, r], length, chunk, channels)
-            for m, ext_rows, own_rows, real in blocks:
+            for _, m, ext_rows, own_rows, real in blocks:
                 q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
                 if keep:
                     kept += [q, k, v]
                 out_b, lse_b = _FLASH(q, _windows(k), _windows(v), 0.0, False, scale=1.0)
                 round_lse.append(lse_b)
-                rows = own_rows[real]
-                out_b = out_b.reshape(-1, channels)[real]
-                lse_b = lse_b.reshape(-1)[real]
+                rows = own_rows.view(n, -1)[:, :real].reshape(-1)
+                out_b = out_b.reshape(n, -1, channels)[:, :real].reshape(-1, channels)
+                lse_b = lse_b.reshape(n, -1)[:, :real].reshape(-1)
                 if r == 0:
                     out.index_copy_(0, rows, out_b)
                     lse.index_copy_(0, rows, lse_b)
@@ -243,41 +233,57 @@ class _FusedLSHAttention(torch.autograd.Function):
                                                 lse.index_select(0, rows), out_b, lse_b)
                     out.index_copy_(0, rows, merged)
                     lse.index_copy_(0, rows, merged_lse)
-        ctx.save_for_backward(query, keys, value, padded_order, out, lse, *round_lse, *kept)
+        ctx.save_for_backward(query, keys, value, padded_order, undo, out, lse, *round_lse,
+                              *kept)
         ctx.chunk, ctx.parts, ctx.kept = chunk, len(round_lse), bool(kept)
         return out.view(n, length, channels)
 
     @staticmethod
     def backward(ctx, grad):
-        query, keys, value, padded_order, out, lse, *saved = ctx.saved_tensors
+        query, keys, value, padded_order, undo, out, lse, *saved = ctx.saved_tensors
         round_lse, kept = iter(saved[:ctx.parts]), iter(saved[ctx.parts:])
         n, length, channels = value.shape
         match = query.shape[-1]
+        chunk = ctx.chunk
+        length_padded = padded_order.shape[2]
         q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
         v_flat = value.reshape(n * length, channels)
         g_flat = grad.reshape(n * length, channels)
-        d_query = torch.zeros(n * length, match, dtype=grad.dtype)
-        d_keys = torch.zeros(n * length, match, dtype=grad.dtype)
-        d_value = torch.zeros(n * length, channels, dtype=grad.dtype)
+        d_query = torch.zeros(n, length, match, dtype=grad.dtype)
+        d_keys = torch.zeros(n, length, match, dtype=grad.dtype)
+        d_value = torch.zeros(n, length, channels, dtype=grad.dtype)
         for r in range(padded_order.shape[1]):
-            blocks = _Blocks(padded_order[:, r], length, ctx.chunk, channels)
-            for m, ext_rows, own_rows, real in blocks:
+            blocks = _Blocks(padded_order[:, r], length, chunk, channels)
+            # gradients of this round in its sorted, padded order: [n, chunks, chunk, C]
+            sorted_grads = [torch.zeros(n, blocks.n_chunks, chunk, c, dtype=grad.dtype)
+                            for c in (match, match, channels)]
+            for c0, m, ext_rows, own_rows, real in blocks:
                 if ctx.kept:
                     q, k, v = next(kept), next(kept), next(kept)
                 else:
                     q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
                 l_r = next(round_lse)
                 g = blocks.gather(g_flat, own_rows, m)
-                g.view(-1, channels)[~real] = 0  # padding copies: their outputs were dropped
+                g.view(n, -1, channels)[:, real:] = 0  # padding copies: outputs were dropped
                 weight = torch.exp(l_r.reshape(n, m, -1) - lse.index_select(0, own_rows).view(
                     n, m, -1)).unsqueeze(-1)
                 o = blocks.gather(out, own_rows, m)
                 dq, dk, dv = _FLASH_BACKWARD(g.mul_(weight), q, _windows(k), _windows(v), o, l_r,
                                              0.0, False, scale=1.0)
-                d_query.index_add_(0, own_rows, dq.reshape(-1, channels)[:, :match])
-                _add_windows(d_keys, dk, ext_rows, match)
-                _add_windows(d_value, dv, ext_rows, channels)
-        return (d_query.view_as(query), d_keys.view_as(keys), d_value.view_as(value), None, None)
+                sorted_grads[0][:, c0:c0 + m] += dq[..., :match]
+                ext = torch.arange(c0 - 1, c0 + m + 1) % blocks.n_chunks
+                for total, part in ((sorted_grads[1], dk[..., :match]), (sorted_grads[2], dv)):
+                    for i in range(3):  # slice i of window j belongs to chunk ext[j + i]
+                        total.index_add_(1, ext[i:i + m], part[:, :, i * chunk:(i + 1) * chunk])
+            # the padding rows are copies of the last sorted positions: fold them back, then
+            # undo the sort with one gather (a permutation) instead of a scatter-add
+            rows = (undo[:, r] + torch.arange(n).view(n, 1) * length_padded).flatten()
+            for total, sorted_grad in zip((d_query, d_keys, d_value), sorted_grads):
+                flat = sorted_grad.view(n, length_padded, -1)
+                if length_padded > length:
+                    flat[:, 2 * length - length_padded:length] += flat[:, length:]
+                total += flat.reshape(n * length_padded, -1).index_select(0, rows).view_as(total)
+        return d_query, d_keys, d_value, None, None, None
 
 
 def _merge(out_a, lse_a, out_b, lse_b):
@@ -301,9 +307,10 @@ def fast_sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: t
     with torch.no_grad():
         order = lsh_buckets(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
         padded_order = torch.cat([order, order[..., length - padding:]], -1) if padding else order
+        undo = order.argsort(dim=-1)  # raster position -> sorted position, per round
     keys = F.normalize(query, p=2, dim=-1, eps=KEY_NORM_EPS)
     return _FusedLSHAttention.apply(query.contiguous(), keys.contiguous(), value.contiguous(),
-                                    padded_order.contiguous(), chunk)
+                                    padded_order.contiguous(), undo.contiguous(), chunk)
 
 
 def sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: torch.Tensor,
