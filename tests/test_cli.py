@@ -127,3 +127,10 @@ def test_bench_resize_smoke():
     from cclnn.bench import bench_resize
     r = bench_resize(width=200, height=100, repeat=1)
     assert r["cclnn_seconds"] > 0 and r["pil_seconds"] > 0 and r["ratio"] > 0
+
+
+def test_usage_errors_are_one_line():
+    proc = subprocess.run([sys.executable, "-m", "cclnn", "upscale", "x.png", "--tile", "big"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--tile" in proc.stderr and "Traceback" not in proc.stderr
