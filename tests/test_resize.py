@@ -43,3 +43,14 @@ def test_grayscale_uint8():
     img = (np.arange(48, dtype=np.uint8) * 5).reshape(6, 8)
     out = imresize(img, 0.5)
     assert out.dtype == np.uint8 and out.shape == (3, 4)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bit_exact_against_shared_matlab_files(scale):
+    from conftest import shared_path
+    root = shared_path("data", "benchmark", "Set5")
+    for name in NAMES:
+        hr = read_image(root / "HR" / f"{name}.png")
+        h, w = hr.shape[:2]
+        lr = imresize(hr[: h - h % scale, : w - w % scale], 1 / scale)
+        assert np.array_equal(lr, read_image(root / "LR_bicubic" / f"X{scale}" / f"{name}x{scale}.png"))
