@@ -205,7 +205,7 @@ class _FusedLSHAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, keys, value, padded_order, undo, chunk: int):
+    def forward(ctx, query, keys, value, padded_order, chunk: int):
         n, length, channels = value.shape
         q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
         v_flat = value.reshape(n * length, channels)
@@ -233,14 +233,13 @@ class _FusedLSHAttention(torch.autograd.Function):
                                                 lse.index_select(0, rows), out_b, lse_b)
                     out.index_copy_(0, rows, merged)
                     lse.index_copy_(0, rows, merged_lse)
-        ctx.save_for_backward(query, keys, value, padded_order, undo, out, lse, *round_lse,
-                              *kept)
+        ctx.save_for_backward(query, keys, value, padded_order, out, lse, *round_lse, *kept)
         ctx.chunk, ctx.parts, ctx.kept = chunk, len(round_lse), bool(kept)
         return out.view(n, length, channels)
 
     @staticmethod
     def backward(ctx, grad):
-        query, keys, value, padded_order, undo, out, lse, *saved = ctx.saved_tensors
+        query, keys, value, padded_order, out, lse, *saved = ctx.saved_tensors
         round_lse, kept = iter(saved[:ctx.parts]), iter(saved[ctx.parts:])
         n, length, channels = value.shape
         match = query.shape[-1]
@@ -252,6 +251,7 @@ class _FusedLSHAttention(torch.autograd.Function):
         d_query = torch.zeros(n, length, match, dtype=grad.dtype)
         d_keys = torch.zeros(n, length, match, dtype=grad.dtype)
         d_value = torch.zeros(n, length, channels, dtype=grad.dtype)
+        undo = padded_order[..., :length].argsort(dim=-1)  # raster -> sorted position
         for r in range(padded_order.shape[1]):
             blocks = _Blocks(padded_order[:, r], length, chunk, channels)
             # gradients of this round in its sorted, padded order: [n, chunks, chunk, C]
@@ -283,7 +283,7 @@ class _FusedLSHAttention(torch.autograd.Function):
                 if length_padded > length:
                     flat[:, 2 * length - length_padded:length] += flat[:, length:]
                 total += flat.reshape(n * length_padded, -1).index_select(0, rows).view_as(total)
-        return d_query, d_keys, d_value, None, None, None
+        return d_query, d_keys, d_value, None, None
 
 
 def _merge(out_a, lse_a, out_b, lse_b):
@@ -307,10 +307,9 @@ def fast_sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: t
     with torch.no_grad():
         order = lsh_buckets(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
         padded_order = torch.cat([order, order[..., length - padding:]], -1) if padding else order
-        undo = order.argsort(dim=-1)  # raster position -> sorted position, per round
     keys = F.normalize(query, p=2, dim=-1, eps=KEY_NORM_EPS)
     return _FusedLSHAttention.apply(query.contiguous(), keys.contiguous(), value.contiguous(),
-                                    padded_order.contiguous(), undo.contiguous(), chunk)
+                                    padded_order.contiguous(), chunk)
 
 
 def sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: torch.Tensor,
