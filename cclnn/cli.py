@@ -181,6 +181,21 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return run_upscale(args)
 
 
+def cmd_lam(args: argparse.Namespace) -> int:
+    from .analysis.lam import run_lam
+    return run_lam(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .analysis.compare import run_compare
+    return run_compare(args)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .analysis.plots import run_plot
+    return run_plot(args)
+
+
 def _tile(value: str):
     if value == "auto":
         return value
@@ -303,6 +318,45 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("overrides", nargs="*", help="key=value config overrides")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run_bench)
+
+    p = sub.add_parser("lam", help="Local Attribution Map and Diffusion Index of a network")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", help="weights file; '{scale}' in the path is replaced "
+                                     "(default: the shipped weights)")
+    p.add_argument("--scale", type=_scale_list, required=True)
+    p.add_argument("--image", help="HR image (LR = MATLAB bicubic of it, mod-cropped)")
+    p.add_argument("--dataset", help="mean DI over a benchmark set, centre window of each image")
+    p.add_argument("--data-root", help="folder holding the benchmarks (default $CCLNN_DATA)")
+    p.add_argument("--x", type=int, help="window's left column, SR pixels")
+    p.add_argument("--y", type=int, help="window's top row, SR pixels")
+    p.add_argument("--window", type=int, default=16, help="window size, SR pixels (default 16)")
+    p.add_argument("-o", "--output", help="picture (.png; default IMAGE_lam_MODEL_xS.png); "
+                                          "with --dataset a folder for one picture per image")
+    p.add_argument("--batch", type=int, default=10, help="path steps per network call")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", action="store_true", help="JSON only on stdout")
+    p.set_defaults(func=cmd_lam)
+
+    p = sub.add_parser("compare", help="crops of HR, LR, bicubic and networks with PSNR/SSIM")
+    p.add_argument("--models", nargs="+", required=True, metavar="NAME[:WEIGHTS]",
+                   help="networks ('bicubic' too); WEIGHTS may contain '{scale}' "
+                        "(default: the shipped weights)")
+    p.add_argument("--image", required=True, help="HR image")
+    p.add_argument("--box", type=int, nargs=4, required=True, metavar=("X", "Y", "W", "H"),
+                   help="crop in HR pixels: left, top, width, height")
+    p.add_argument("--scale", type=_scale_list, required=True)
+    p.add_argument("-o", "--output", required=True, help="picture (.png)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("plot", help="training curves of runs, or PSNR vs parameters (--scatter)")
+    p.add_argument("inputs", nargs="+", metavar="RUN_DIR|RESULT.json")
+    p.add_argument("--scatter", action="store_true",
+                   help="inputs are `cclnn test --json` outputs: PSNR vs parameters")
+    p.add_argument("--label", action="append", metavar="NAME",
+                   help="network of each RESULT.json, in order (default: the file's stem)")
+    p.add_argument("-o", "--output", required=True, help="picture (.png)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)

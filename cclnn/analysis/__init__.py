@@ -34,17 +34,26 @@ def require_matplotlib():
 def new_figure(width_px: int, height_px: int):
     """A matplotlib Figure of exactly ``width_px`` x ``height_px`` pixels at :data:`DPI`."""
     require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)  # attaches itself: text extents can be measured before saving
+    return fig
+
+
+def check_png_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or an :class:`AnalysisError` if it cannot take a PNG picture."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise AnalysisError(f"{path}: pictures are written as PNG; name the file *.png")
+    if not path.parent.is_dir():
+        raise AnalysisError(f"{path}: folder {path.parent} does not exist")
+    return path
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise AnalysisError(f"{path}: pictures are written as PNG; name the file *.png")
-    if path.parent and not path.parent.is_dir():
-        raise AnalysisError(f"{path}: folder {path.parent} does not exist")
+    path = check_png_path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         fig.savefig(tmp, format="png", dpi=DPI)
@@ -54,3 +63,13 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def load_network(name: str, scale: int, weights: str | None, device="cpu"):
+    """Network ``name`` at ``scale`` with weights ``weights`` ('{scale}' is replaced) or the
+    shipped ones (a one-line error if there are none), in eval mode on ``device``."""
+    from .. import build_model, load_weights
+    from ..weights import resolve_weights
+    model = build_model(name, scale)
+    load_weights(model, resolve_weights(name, scale, weights))
+    return model.to(device).eval()
