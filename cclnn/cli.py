@@ -196,6 +196,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return run_plot(args)
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .engine.ablate import run_ablate
+    return run_ablate(args)
+
+
 def _tile(value: str):
     if value == "auto":
         return value
@@ -286,6 +291,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    from .engine.ablate import DEFAULT_A2N, DEFAULT_TRAIN, SUITES
+    p = sub.add_parser("ablate", help="the paper's tables at CPU scale: train a suite, write "
+                                      "its table (see docs/experiments.md)")
+    p.add_argument("suite", metavar="SUITE", help="one of " + ", ".join(SUITES))
+    p.add_argument("--budget", type=int, required=True, help="training iterations per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--out", default="results/ablation", help="results folder")
+    p.add_argument("--scale", type=_scale_list, default=2)
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
+    p.add_argument("--threads", type=int, help="threads per run (default: CPUs / jobs)")
+    p.add_argument("--train", nargs="+", default=list(DEFAULT_TRAIN), metavar="HR_DIR",
+                   help="training image folders (default: T91 and SunHays80 in ../shared)")
+    p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"],
+                   help="test sets scored with the final weights")
+    p.add_argument("--data-root", help="folder holding the test sets (default $CCLNN_DATA)")
+    p.add_argument("--a2n-weights", default=DEFAULT_A2N, help="official A2N x2 weights "
+                                                              "(Table 5 row; skipped if absent)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="config override for every trained run, e.g. data.patch_size=48")
+    p.add_argument("--plan", action="store_true",
+                   help="list the runs and estimate the training time left; train nothing")
+    p.add_argument("--tables-only", action="store_true",
+                   help="rewrite the table from finished runs; train nothing")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("bench", help="performance benchmarks")
     bench_sub = p.add_subparsers(dest="what", required=True)

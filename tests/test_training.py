@@ -180,6 +180,24 @@ def test_aux_loss_only_after_warmup(tmp_path, images):
     assert all(loss > rec for i, loss, rec in rows if i > 6)
 
 
+def test_schedule_in_iterations_and_elapsed_time(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    config = load_config(path, ["name=iters", "model.name=cclnn-l", "max_iterations=5",
+                                "loss.aux_weight=0.5", "loss.warmup_iterations=2",
+                                "optim.lr_step_iterations=3", "val.every=0",
+                                "model.options={channels: 16, n_resblocks: 1, chunk_size: 16, "
+                                "cca_reduction: 4}"])
+    trainer = Trainer(config, progress=False)
+    trainer.train()
+    with open(trainer.run_dir / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    lrs = [float(r["lr"]) for r in rows]  # logged after the step: halved after 3 steps
+    assert lrs == [1e-3, 1e-3, 5e-4, 5e-4, 5e-4]
+    assert [r["loss"] == r["l_rec"] for r in rows] == [True, True, False, False, False]
+    state = torch.load(trainer.run_dir / "latest.pt", weights_only=True)
+    assert 0 < state["elapsed_seconds"] < 600
+
+
 def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, images):
     path = tiny_config(tmp_path, images)
     config = load_config(path, ["name=boom", "optim.lr=1e30", "checkpoint_every=1",

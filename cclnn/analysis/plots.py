@@ -177,6 +177,35 @@ def curves_figure(runs: list[tuple[str, list[dict], list[dict]]]):
     return fig
 
 
+def band_figure(curves: list[tuple[str, list[dict]]], title: str):
+    """Validation PSNR of several networks over several seeds: ``curves`` = [(label,
+    [{iteration, mean, low, high}])], the mean as a line, min-max as a band (``cclnn ablate``)."""
+    import matplotlib
+    width, height = 820, 520
+    fig = new_figure(width, height)
+    ax = fig.add_axes([80 / width, 60 / height, 500 / width, 420 / height])
+    colours = matplotlib.colormaps["tab10"]
+    for k, (label, points) in enumerate(curves):
+        it = [p["iteration"] for p in points]
+        ax.plot(it, [p["mean"] for p in points], color=colours(k % 10), marker="o",
+                markersize=3, linewidth=1.6, label=label)
+        ax.fill_between(it, [p["low"] for p in points], [p["high"] for p in points],
+                        color=colours(k % 10), alpha=0.2, linewidth=0)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("PSNR (dB, Y)")
+    ax.grid(True, alpha=0.3)
+    if curves:  # the last 60 % of the run, where the networks separate
+        tail = [p for _, points in curves for p in points
+                if p["iteration"] >= 0.4 * max(q["iteration"] for q in points)]
+        low, high = min(p["low"] for p in tail), max(p["high"] for p in tail)
+        pad = max(0.1 * (high - low), 0.05)
+        ax.set_ylim(low - pad, high + pad)
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=True,
+                  title="mean over seeds;\nband: min-max", title_fontsize=8)
+    return fig
+
+
 # ----------------------------------------------------------------------------- scatter
 
 def scatter_figure_size(n_panels: int) -> tuple[int, int]:

@@ -76,6 +76,7 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     lr_step_epochs: int = 200  # halve (gamma) every this many epochs
+    lr_step_iterations: Optional[int] = None  # the same in iterations (CPU budgets); wins if set
     lr_gamma: float = 0.5
     grad_clip: Optional[float] = None  # max global gradient norm
     ema_decay: Optional[float] = None  # e.g. 0.999; validation and best.pt then use EMA weights
@@ -85,6 +86,7 @@ class OptimConfig:
 class LossConfig:
     aux_weight: float = 0.0  # lambda of Eq. 6
     warmup_epochs: int = 0  # epochs with l_rec only
+    warmup_iterations: Optional[int] = None  # the same in iterations; wins if set
 
 
 @dataclass(frozen=True)

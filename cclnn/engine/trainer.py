@@ -125,14 +125,15 @@ class Trainer:
         self.total_iterations = c.epochs * self.iters_per_epoch
         if c.max_iterations is not None:
             self.total_iterations = min(self.total_iterations, c.max_iterations)
-        self.warmup_iterations = c.loss.warmup_epochs * self.iters_per_epoch
+        self.warmup_iterations = (c.loss.warmup_iterations if c.loss.warmup_iterations is not None
+                                  else c.loss.warmup_epochs * self.iters_per_epoch)
+        lr_step = c.optim.lr_step_iterations or c.optim.lr_step_epochs * self.iters_per_epoch
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=c.optim.lr, betas=tuple(c.optim.betas),
                                           eps=c.optim.eps, weight_decay=c.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=max(1, c.optim.lr_step_epochs * self.iters_per_epoch),
-            gamma=c.optim.lr_gamma)
+            self.optimizer, step_size=max(1, lr_step), gamma=c.optim.lr_gamma)
         self.ema = (ExponentialMovingAverage(self.model, c.optim.ema_decay)
                     if c.optim.ema_decay else None)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[c.amp]
@@ -143,6 +144,8 @@ class Trainer:
         self.best_iteration = 0
         self._val_pairs = None
         self.times: list[StepTimes] = []
+        self._elapsed_before = 0.0  # wall seconds of earlier processes of this run (resume)
+        self._started = time.perf_counter()
         self.tensorboard = None
         if resume:
             self._load_latest()
@@ -199,8 +202,15 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng,
+            "elapsed_seconds": self.elapsed_seconds,
             "config": config_to_dict(self.config),
         }
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Wall time of the run so far, over all its processes (work redone after a resume
+        counts once per process that did it)."""
+        return self._elapsed_before + time.perf_counter() - self._started
 
     def save_checkpoint(self) -> None:
         if self.is_main:
@@ -227,6 +237,7 @@ class Trainer:
         self.iteration = state["iteration"]
         self.best_psnr = state["best_psnr"]
         self.best_iteration = state["best_iteration"]
+        self._elapsed_before = state.get("elapsed_seconds", 0.0)
         if self.is_main:  # drop log rows written after this checkpoint
             for name in ("train_log.csv", "val_log.csv"):
                 _truncate_log(self.run_dir / name, self.iteration)

@@ -190,3 +190,5 @@ DIVANET_RENAMES = (
 
 register("divanet", DiVANetConfig(), "DiVANet: 3 RAFGs x 3 DiVA residual blocks, 64 ch, "
          "weight norm (Table 5)", DIVANET_RENAMES)(DiVANet)
+register("divanet-s", DiVANetConfig(channels=32), "DiVANet-S: DiVANet at 32 ch (study size of "
+         "`cclnn ablate`)", DIVANET_RENAMES)(DiVANet)

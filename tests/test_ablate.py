@@ -1,0 +1,158 @@
+"""cclnn ablate: suites, run configs, resumable execution, tables and the claim verdicts."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cclnn.data.images import write_image
+from cclnn.engine.ablate import (SUITES, AblationError, Study, check_claim, collect,
+                                 plan_jobs, run_config, write_tables)
+from cclnn.engine.config import config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    train = tmp_path / "train"
+    train.mkdir()
+    for i in range(3):
+        base = rng.integers(0, 256, (5, 5, 3)).astype(np.uint8)
+        write_image(train / f"t{i}.png", np.kron(base, np.ones((8, 8, 1), np.uint8)))
+    test = tmp_path / "Tiny" / "HR"
+    test.mkdir(parents=True)
+    for i in range(2):
+        write_image(test / f"v{i}.png", rng.integers(0, 256, (24, 20, 3)).astype(np.uint8))
+    return train, test.parent
+
+
+def ablate(args, env_extra=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "cclnn", "ablate", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT)
+
+
+TINY = ["--set", "data.patch_size=8", "--set", "data.batch_size=2", "--set", "data.repeat=1",
+        "--set", "model.options.chunk_size=16"]
+
+
+def test_suite_trains_scores_resumes_and_skips(tmp_path, data):
+    train, test = data
+    out = tmp_path / "out"
+    args = ["table2", "--budget", "4", "--seeds", "0", "--out", str(out), "--train", str(train),
+            "--datasets", str(test), "--jobs", "2", *TINY, "--set", f"val.dataset={test}"]
+    # every run is killed before its 4th iteration: the command fails, checkpoints remain
+    first = ablate(args, {"CCLNN_FAULT": "kill@iteration:4"})
+    assert first.returncode == 1, first.stderr
+    assert "3 run(s) failed" in first.stderr
+    runs = sorted((out / "runs").iterdir())
+    assert [r.name for r in runs] == ["cclnn-s-nsparse_x2_b4_s0", "cclnn-s-tsparse_x2_b4_s0",
+                                      "cclnn-s_x2_b4_s0"]
+    assert all((r / "latest.pt").is_file() and not (r / "metrics.json").exists() for r in runs)
+
+    second = ablate(args)
+    assert second.returncode == 0, second.stderr
+    for run in runs:
+        log = (run / "console.log").read_text()
+        assert "iterations 3 -> 4" in log  # resumed, not restarted
+        iterations = [line.split(",")[0] for line in
+                      (run / "train_log.csv").read_text().splitlines()[1:]]
+        assert iterations == ["1", "2", "3", "4"]
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["iterations"] == 4 and metrics["seed"] == 0
+        assert metrics["results"][0]["dataset"] == "Tiny" and metrics["results"][0]["images"] == 2
+        assert (run / "final.safetensors").is_file() and not (run / "latest.pt").exists()
+        assert (out / "configs" / f"{run.name}.yaml").is_file()
+    table = (out / "table2_x2_b4.md").read_text()
+    assert "CCLNN-S-TSparse" in table and "Paper: NSparse beats TSparse" in table
+    assert "### Table 2" in second.stdout
+    assert (out / "table2_x2_b4.png").stat().st_size > 1000
+
+    mtimes = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
+    third = ablate(args)  # everything done: nothing is trained again
+    assert third.returncode == 0 and "training" not in third.stdout
+    assert mtimes == [(r / "metrics.json").stat().st_mtime_ns for r in runs]
+
+    other = ablate(args[:-2] + ["--set", "optim.lr=1e-3", "--set", f"val.dataset={test}"])
+    assert other.returncode == 2
+    assert "made with a different config" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_run_configs_follow_the_scaled_protocol(tmp_path):
+    study = Study(out=tmp_path, budget=2000, seeds=(0, 1))
+    tree = run_config(study, SUITES["table1"].rows[0], seed=1)
+    config = config_from_dict(tree)
+    assert config.max_iterations == 2000 and config.seed == 1
+    assert config.loss.warmup_iterations == 300 and config.optim.lr_step_iterations == 600
+    assert config.data.patch_size == 32 and config.data.batch_size == 16
+    assert config.model.name == "cclnn-s" and config.name == "cclnn-s_x2_b2000_s1"
+    lam = next(r for r in SUITES["table4"].rows if r.key == "cclnn-s-lambda8e-3")
+    assert config_from_dict(run_config(study, lam, 0)).loss.aux_weight == 8e-3
+    n5 = next(r for r in SUITES["table3"].rows if r.key == "cclnn-s-n05")
+    assert config_from_dict(run_config(study, n5, 0)).model.options["contrast_ratio"] == 0.05
+    # the CCLNN-S runs are one and the same in every suite that has them
+    names = {s: {study.run_name(r, 0) for r in suite.rows if r.model == "cclnn-s"
+                 and not r.options and not r.overrides} for s, suite in SUITES.items()}
+    assert names["table1"] == names["table2"] == names["table3"] == names["table4"] \
+        == names["table5"] == {"cclnn-s_x2_b2000_s0"}
+
+
+def test_bad_override_and_unknown_suite_are_one_line_errors(tmp_path):
+    study = Study(out=tmp_path, budget=10, overrides=("optim.lrr=1",))
+    with pytest.raises(AblationError, match="lrr"):
+        plan_jobs(study, SUITES["table1"])
+    proc = ablate(["table9", "--budget", "10", "--out", str(tmp_path)])
+    assert proc.returncode == 2 and "suite 'table9'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _fake_metrics(study, key, seed, psnr5):
+    run = study.run_dir(f"{key}_x2_b{study.budget}_s{seed}")
+    run.mkdir(parents=True, exist_ok=True)
+    results = [{"dataset": "Set5", "scale": 2, "psnr": psnr5, "ssim": 0.9, "images": 5}]
+    (run / "metrics.json").write_text(json.dumps({"params": 1000, "seed": seed,
+                                                  "wall_seconds": 60.0, "results": results}))
+
+
+def test_claim_verdicts_compare_margins_with_the_seed_spread(tmp_path):
+    study = Study(out=tmp_path, budget=100, datasets=("Set5",))
+    suite = SUITES["table2"]
+    for seed, (c, t, n) in enumerate([(35.0, 34.5, 34.95), (35.1, 34.6, 34.85)]):
+        _fake_metrics(study, "cclnn-s", seed, c)
+        _fake_metrics(study, "cclnn-s-tsparse", seed, t)
+        _fake_metrics(study, "cclnn-s-nsparse", seed, n)
+    found = collect(study, suite)
+    best, order = (check_claim(study, c, found)["datasets"]["Set5"] for c in suite.claims)
+    # CCLNN 35.05 vs NSparse 34.90: margin 0.15 > largest range 0.10 -> holds
+    assert best["verdict"] == "holds" and best["margin"] == pytest.approx(0.15)
+    assert best["spread"] == pytest.approx(0.1)
+    assert order["verdict"] == "holds"  # NSparse 34.90 vs TSparse 34.55
+    path = write_tables(study, suite)
+    text = path.read_text()
+    assert "| CCLNN-S | 0.001 M | 35.05 ± 0.05 / 0.9000 | 2 | 1 min |" in text
+    assert "Training wall time of the runs found: 0.10 h." in text
+
+    (study.run_dir("cclnn-s-nsparse_x2_b100_s1") / "metrics.json").unlink()
+    _fake_metrics(study, "cclnn-s-nsparse", 1, 35.1)  # now NSparse 35.025: within the spread
+    best = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
+    assert best["verdict"] == "holds on the means, within the seed spread"
+
+
+def test_single_seed_rows_use_the_cclnn_seed_spread(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0,), datasets=("Set5",))
+    _fake_metrics(study, "cclnn-s", 0, 35.0)
+    _fake_metrics(study, "cclnn-s", 1, 35.2)  # a second seed from Table 1: range 0.2
+    for key, value in [("cclnn-s-n05", 34.9), ("cclnn-s-n25", 35.1), ("cclnn-s-n35", 34.5),
+                       ("cclnn-s-n45", 34.0)]:
+        _fake_metrics(study, key, 0, value)
+    suite = SUITES["table3"]
+    verdict = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
+    assert verdict["margin"] == pytest.approx(-0.1) and verdict["spread"] == pytest.approx(0.2)
+    assert verdict["verdict"] == "does not hold on the means, within the seed spread"
