@@ -39,29 +39,32 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import build_model
-    from .assets import set5_lr
-    from .data.images import read_image
+    """Upscale a bundled Set5 image with a trained network, then score it on the bundled Set5
+    next to bicubic: what the shipped weights do, without any download."""
+    from .assets import SET5, set5_lr
+    from .data.benchmark import BenchmarkSet
+    from .data.images import read_image, write_image
+    from .evaluate import evaluate
+    from .resize import imresize
+    from .upscale import load_model, upscale_array
     path = set5_lr(args.image, args.scale)
     if not path.is_file():
         raise CLIError(f"--image: no bundled Set5 image '{args.image}'")
+    net = load_model(args.model, args.scale, args.weights)
     lr = read_image(path)
-    torch.manual_seed(0)
-    model = build_model(args.model, args.scale).eval()
-    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float()
-    times = []
-    with torch.inference_mode():
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            sr = model(x)
-            times.append(time.perf_counter() - start)
-    print(f"{args.model} x{args.scale} (randomly initialised weights: the demo times the "
-          f"network, trained weights come with the upscale command)")
-    print(f"input {path.name} {lr.shape[1]}x{lr.shape[0]} -> output "
-          f"{sr.shape[-1]}x{sr.shape[-2]}; forward pass median {statistics.median(times):.3f} s "
-          f"over {args.repeat} runs on {torch.get_num_threads()} CPU threads")
+    start = time.perf_counter()
+    sr = upscale_array(lr, net, args.scale, device="cpu")
+    seconds = time.perf_counter() - start
+    out = Path(args.output or f"{args.image}_{args.model}_x{args.scale}.png")
+    write_image(out, sr)
+    print(f"{out}: {args.image} {lr.shape[1]}x{lr.shape[0]} -> {sr.shape[1]}x{sr.shape[0]} "
+          f"with {args.model} x{args.scale} in {seconds:.2f} s")
+    bench = BenchmarkSet(SET5, args.scale)
+    print(f"\n| Set5 x{args.scale} | PSNR (dB) | SSIM |\n|---|---:|---:|")
+    for label, fn in (("bicubic", lambda x: imresize(x, args.scale)),
+                      (args.model, lambda x: upscale_array(x, net, args.scale, device="cpu"))):
+        r = evaluate(fn, bench, progress=False)
+        print(f"| {label} | {r.psnr:.2f} | {r.ssim:.4f} |")
     return 0
 
 
@@ -196,6 +199,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return run_plot(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .weights import export_checkpoint
+    meta = export_checkpoint(args.checkpoint, args.output)
+    size = Path(args.output).stat().st_size / 1e6
+    print(f"{args.output}: {meta['model']} x{meta['scale']} from {meta['run']} at iteration "
+          f"{meta['iteration']}{', ' + meta['validation'] if 'validation' in meta else ''} "
+          f"({size:.1f} MB)")
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .engine.ablate import run_ablate
     return run_ablate(args)
@@ -240,11 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON list of {name, scale, params}")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("demo", help="timed forward pass of a network on a bundled Set5 image")
-    p.add_argument("--model", default="cclnn-l")
-    p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
+    p = sub.add_parser("demo", help="upscale a bundled Set5 image with the shipped CCLNN-T and "
+                                    "print its Set5 scores next to bicubic")
+    p.add_argument("--model", default="cclnn-t")
+    p.add_argument("--weights", help="weights file (default: the shipped weights)")
+    p.add_argument("--scale", type=_scale_list, default=2)
     p.add_argument("--image", default="butterfly", help="bundled Set5 image name")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("-o", "--output", help="picture written (replaced if it exists; default "
+                                          "IMAGE_MODEL_xS.png)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("upscale", help="upscale images (files, folders, globs)")
@@ -291,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="a training checkpoint as a .safetensors weights file")
+    p.add_argument("checkpoint", help="best.pt or latest.pt of a `cclnn train` run")
+    p.add_argument("-o", "--output", required=True, help="weights file (*.safetensors)")
+    p.set_defaults(func=cmd_export)
 
     from .engine.ablate import DEFAULT_A2N, DEFAULT_TRAIN, SUITES
     p = sub.add_parser("ablate", help="the paper's tables at CPU scale: train a suite, write "

@@ -31,9 +31,19 @@ def test_errors_are_one_line_without_traceback():
     assert "unknown model 'cclnn-x'" in proc.stderr
 
 
-def test_demo_runs(capsys):
-    assert main(["demo", "--model", "edsr-baseline", "--repeat", "1"]) == 0
-    assert "-> output 256x256" in capsys.readouterr().out
+def test_demo_upscales_and_scores(capsys, tmp_path):
+    from cclnn.data.images import read_image
+    weights = tmp_path / "w.safetensors"
+    cclnn.save_weights(cclnn.build_model("edsr-baseline", 2), weights)
+    out = tmp_path / "b.png"
+    assert main(["demo", "--model", "edsr-baseline", "--weights", str(weights), "-o",
+                 str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{out}: butterfly 128x128 -> 256x256 with edsr-baseline x2" in text
+    assert "| bicubic | 33.67 | 0.9303 |" in text  # Set5 x2 bicubic, as `cclnn test` gives
+    assert read_image(out).shape == (256, 256, 3)
+    assert main(["demo", "--model", "edsr-baseline"]) == 2  # no weights ship for it
+    assert "--weights: required for model 'edsr-baseline'" in capsys.readouterr().err
 
 
 def _json_results(capsys, argv):

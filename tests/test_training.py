@@ -121,6 +121,10 @@ def test_resume_after_sigkill_matches_straight_run(tmp_path, images):
         assert f1.read() == f2.read()
     proc = run_cli(["train", str(path), "name=straight"], check=False)  # no silent overwrite
     assert proc.returncode == 2 and "--resume" in proc.stderr
+    # a longer run: resume with epochs=3; the run directory's config remembers it
+    run_cli(["train", "--resume", str(broken), "epochs=3", "--no-progress"])
+    assert len(losses(broken)) == 18 and losses(broken)[:12] == losses(straight)
+    assert yaml.safe_load((broken / "config.yaml").read_text())["epochs"] == 3
 
 
 def test_ddp_two_processes_match_one(tmp_path, images):
@@ -235,3 +239,23 @@ def test_mixed_precision_and_channels_last_run(tmp_path, images, amp):
                                 "cca_reduction: 4}", "loss.aux_weight=0.01"])
     result = Trainer(config, progress=False).train()
     assert np.isfinite(result["psnr"])
+
+
+def test_export_checkpoint_to_safetensors(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    trainer = Trainer(load_config(path, ["name=exp", "max_iterations=6"]), progress=False)
+    trainer.train()
+    out = tmp_path / "exp.safetensors"
+    proc = run_cli(["export", str(trainer.run_dir / "best.pt"), "-o", str(out)])
+    assert "edsr-baseline x2 from exp at iteration 6" in proc.stdout
+    model = cclnn.build_model("edsr-baseline", 2, channels=8, n_resblocks=1)
+    cclnn.load_weights(model, out)
+    best = torch.load(trainer.run_dir / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    for args, message in [([str(plain), "-o", str(out)], "no training config inside"),
+                          ([str(trainer.run_dir / "best.pt"), "-o", str(tmp_path / "x.pt")],
+                           "must be named *.safetensors")]:
+        proc = run_cli(["export", *args], check=False)
+        assert proc.returncode == 2 and message in proc.stderr

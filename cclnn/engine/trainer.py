@@ -241,6 +241,12 @@ class Trainer:
         if self.is_main:  # drop log rows written after this checkpoint
             for name in ("train_log.csv", "val_log.csv"):
                 _truncate_log(self.run_dir / name, self.iteration)
+            config_path = self.run_dir / "config.yaml"  # keep overrides given with --resume
+            text = dump_config(self.config)
+            if not config_path.is_file() or config_path.read_text() != text:
+                tmp = config_path.with_name(".config.yaml.tmp")
+                tmp.write_text(text)
+                os.replace(tmp, config_path)
 
     # ----------------------------------------------------------------- training
     def _log(self, name: str, row: list) -> None:
