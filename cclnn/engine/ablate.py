@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..errors import CclnnError
+from .config import write_text_if_changed
 
 DEFAULT_TRAIN = ("../shared/data/train/T91", "../shared/data/train/SunHays80")
 DEFAULT_A2N = "../shared/weights/a2n/aan_x2.pt"
@@ -199,14 +199,6 @@ def run_config(study: Study, row: Row, seed: int) -> dict:
     return tree
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-
-
 @dataclass
 class Job:
     row: Row
@@ -237,7 +229,7 @@ def plan_jobs(study: Study, suite: Suite) -> list[Job]:
                     raise AblationError(
                         f"{run}: made with a different config than this invocation's (other "
                         f"--set options, data or budget?); use another --out or remove it")
-                _write_if_changed(study.out / "configs" / f"{name}.yaml", text)
+                write_text_if_changed(study.out / "configs" / f"{name}.yaml", text)
             jobs.append(Job(row, seed, name, state))
     return jobs
 
@@ -306,7 +298,7 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
     run.mkdir(parents=True, exist_ok=True)
     if row.trained:
         save_weights(model, run / "final.safetensors", {"run": job.name})
-    _write_if_changed(run / "metrics.json", json.dumps(record, indent=1) + "\n")
+    write_text_if_changed(run / "metrics.json", json.dumps(record, indent=1) + "\n")
     if row.trained:  # the optimizer state is no longer needed; the weights are kept
         for name in ("latest.pt", "best.pt"):
             (run / name).unlink(missing_ok=True)
@@ -494,8 +486,8 @@ def write_tables(study: Study, suite: Suite) -> Path:
     found = collect(study, suite)
     text, summary = table_markdown(study, suite, found)
     stem = study.out / f"{suite.name}_x{study.scale}_b{study.budget}"
-    _write_if_changed(stem.with_suffix(".md"), text)
-    _write_if_changed(stem.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    write_text_if_changed(stem.with_suffix(".md"), text)
+    write_text_if_changed(stem.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     curves = validation_curves(study, suite)
     if curves:
         from ..analysis.plots import band_figure

@@ -44,7 +44,8 @@ from ..inference import resolve_device, super_resolve
 from ..metrics import psnr, ssim
 from ..models.registry import build_model
 from ..weights import load_matching_weights
-from .config import TrainConfig, config_from_dict, dump_config, expand_path
+from .config import (TrainConfig, config_from_dict, dump_config, expand_path,
+                     write_text_if_changed)
 from .data import EpochBatches, TrainPatches
 
 CHECKPOINT_FORMAT = "cclnn-train-checkpoint/1"
@@ -241,12 +242,8 @@ class Trainer:
         if self.is_main:  # drop log rows written after this checkpoint
             for name in ("train_log.csv", "val_log.csv"):
                 _truncate_log(self.run_dir / name, self.iteration)
-            config_path = self.run_dir / "config.yaml"  # keep overrides given with --resume
-            text = dump_config(self.config)
-            if not config_path.is_file() or config_path.read_text() != text:
-                tmp = config_path.with_name(".config.yaml.tmp")
-                tmp.write_text(text)
-                os.replace(tmp, config_path)
+            # keep overrides given with --resume (e.g. epochs=20) for the next resume
+            write_text_if_changed(self.run_dir / "config.yaml", dump_config(self.config))
 
     # ----------------------------------------------------------------- training
     def _log(self, name: str, row: list) -> None:
