@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="cclnn-t", help="network (default: the shipped cclnn-t)")
     p.add_argument("--weights", help="weights file; '{scale}' in the path is replaced")
     p.add_argument("--tile", type=_tile, default="auto",
-                   help="tile size in LR pixels, 0 for none (default auto: 512 on large images)")
+                   help="tile size in LR pixels, 0 for none (default auto: 1024/scale on "
+                        "larger images)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--self-ensemble", action="store_true", help="x8 flip/rotation average")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

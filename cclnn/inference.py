@@ -25,7 +25,8 @@ def image_to_tensor(img: np.ndarray) -> torch.Tensor:
 
 def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     """1 x 3 x H x W in [0, 255] -> uint8 H x W x 3 (clamped, rounded)."""
-    return t[0].detach().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    img = t[0].detach().clamp(0, 255)
+    return img.round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # one float copy
 
 
 def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:

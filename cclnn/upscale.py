@@ -7,8 +7,9 @@ What happens to an image:
   result is converted back (ITU-R 601 luma, as PIL's ``convert("L")``);
 * an alpha channel is upscaled with MATLAB-exact bicubic and reattached;
 * 16-bit images are converted to 8 bits (with a warning) and written as 8-bit;
-* large images are processed in tiles (``tile="auto"``: 512 LR pixels with 16 pixels of
-  context when a side exceeds 512), so memory is bounded by the tile, not the image;
+* large images are processed in tiles (``tile="auto"``: 1024 / scale LR pixels, i.e. 512 at
+  x2 and 256 at x4, with 16 pixels of context, when a side is larger), so the network's memory
+  is bounded by the tile's output size, not the image;
 * outputs keep the input's format (PNG, JPEG, WebP, TIFF, ...), are written atomically, and
   an existing file is never replaced without ``overwrite``.
 """
@@ -28,7 +29,7 @@ from .errors import CclnnError
 from .inference import resolve_device, super_resolve
 from .resize import imresize
 
-AUTO_TILE = 512
+AUTO_TILE_HR = 1024  # HR pixels per tile side: the upsampler's tensors grow with scale^2
 TILE_OVERLAP = 16
 DEFAULT_MODEL = "cclnn-t"
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
@@ -52,16 +53,17 @@ def load_model(model: Union[str, torch.nn.Module], scale: int, weights=None):
     return net.eval()
 
 
-def _tile_for(shape: tuple[int, int], tile) -> int | None:
+def _tile_for(shape: tuple[int, int], tile, scale: int) -> int | None:
     if tile == "auto":
-        return AUTO_TILE if max(shape) > AUTO_TILE else None
+        size = AUTO_TILE_HR // scale
+        return size if max(shape) > size else None
     return int(tile) or None
 
 
 def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="auto",
                   device="auto", self_ensemble: bool = False) -> np.ndarray:
     """uint8 H x W x 3 -> uint8 sH x sW x 3."""
-    return super_resolve(net, rgb, scale, tile=_tile_for(rgb.shape[:2], tile),
+    return super_resolve(net, rgb, scale, tile=_tile_for(rgb.shape[:2], tile, scale),
                          overlap=TILE_OVERLAP, ensemble=self_ensemble,
                          device=resolve_device(device) if isinstance(device, str) else device)
 

@@ -120,3 +120,24 @@ def test_python_api_types_and_tiling():
     assert gray.shape == (90, 123)
     with pytest.raises(cclnn.errors.CclnnError, match="x3"):
         cclnn.upscale(arr, 2, model=net)
+
+
+SHIPPED_SCALES = [s for s in (2, 3, 4) if cclnn.weights.shipped_weights("cclnn-t", s)]
+
+
+def test_x2_weights_ship_with_the_package():
+    assert 2 in SHIPPED_SCALES
+
+
+@pytest.mark.parametrize("scale", SHIPPED_SCALES)
+def test_shipped_weights_beat_bicubic(scale):
+    """The default model of `cclnn upscale` is trained: on a bundled Set5 image it is well
+    above bicubic (the full Set5/Set14/B100 figures are in the README)."""
+    from cclnn.assets import set5_hr, set5_lr
+    from cclnn.data.images import read_image
+    from cclnn.metrics import psnr
+    hr = read_image(set5_hr("bird"))
+    hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
+    lr = read_image(set5_lr("bird", scale))
+    sr = cclnn.upscale(lr, scale=scale)  # no --weights: the shipped file
+    assert psnr(hr, sr, scale) > psnr(hr, imresize(lr, scale), scale) + 1.5
