@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..errors import CclnnError
-from .config import write_text_if_changed
+from .config import config_from_dict, dump_config, parse_overrides, write_text_if_changed
 
 DEFAULT_TRAIN = ("../shared/data/train/T91", "../shared/data/train/SunHays80")
 DEFAULT_A2N = "../shared/weights/a2n/aan_x2.pt"
@@ -167,7 +167,6 @@ class Study:
 def run_config(study: Study, row: Row, seed: int) -> dict:
     """The config tree of one trained run (validated)."""
     from ..config import ConfigError
-    from .config import config_from_dict, parse_overrides
     b = study.budget
     tree = {
         "name": study.run_name(row, seed),
@@ -210,7 +209,6 @@ class Job:
 def plan_jobs(study: Study, suite: Suite) -> list[Job]:
     """Every run of the suite with its state; writes the configs of the trained ones and refuses
     a run directory whose config differs from the one this invocation would use."""
-    from .config import config_from_dict, dump_config
     jobs = []
     for row in suite.rows:
         for seed in (study.seeds if row.trained else (None,)):
