@@ -87,8 +87,10 @@ def test_eval_deterministic_train_random():
         c = module(x)
     assert torch.equal(a, b) and torch.equal(a, c)
     generator = torch.Generator().manual_seed(module.eval_seed)
-    expected = module(x, rotations=torch.randn(module.rotations_shape(9, 10), generator=generator))
-    assert torch.equal(a, expected.detach())
+    with torch.no_grad():
+        expected = module(x, rotations=torch.randn(module.rotations_shape(9, 10),
+                                                   generator=generator))
+    assert torch.equal(a, expected)
     module.train()
     with torch.no_grad():
         outs = [module(x) for _ in range(4)]
@@ -137,3 +139,27 @@ def test_hashing_equals_official_argmax():
     q[0, :5] = 0  # all-zero projections: ties everywhere, first maximum wins
     rotations = torch.randn(8, 4, 3)
     assert torch.equal(lsh_buckets(q, rotations), lsh_buckets_reference(q, rotations))
+
+
+@pytest.mark.parametrize("score_elements", [1, 3 * 16 * 16 * 2 * 3, 1 << 21])
+def test_inference_path_matches_reference(monkeypatch, score_elements):
+    """Without autograd, the explicit-score path (in blocks of 1, 3 or all chunks) gives the
+    reference program's output, and the same as the fused training path."""
+    from cclnn.models import nlsa
+    monkeypatch.setattr(nlsa, "SCORE_ELEMENTS", score_elements)
+    module = NonLocalSparseAttention(8, n_hashes=3, chunk_size=16, reduction=2)
+    x = torch.randn(2, 8, 11, 13)
+    x[1] *= 100  # scores far below the row maximum: exp() would give denormal numbers
+    rotations = torch.randn(module.rotations_shape(11, 13))
+    with torch.no_grad():
+        inference = module(x, rotations=rotations)
+        module.use_fast = False
+        reference = module(x, rotations=rotations)
+    module.use_fast = True
+    trained = module(x.requires_grad_(), rotations=rotations)
+    scale = x.abs().amax(dim=(1, 2, 3), keepdim=True)  # relative to each image's range
+    assert ((inference - reference) / scale).abs().max().item() <= 1e-5
+    assert ((inference - trained.detach()) / scale).abs().max().item() <= 1e-5
+    monkeypatch.setattr(nlsa, "EXP_FLOOR", -math.inf)  # the denormal guard changes nothing
+    with torch.no_grad():
+        assert torch.equal(module(x.detach(), rotations=rotations), inference)
