@@ -159,13 +159,21 @@ def _short(items: list[str], limit: int = 8) -> str:
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> None:
-    """Write the model's state dict as safetensors, atomically (temp file + rename)."""
-    from safetensors.torch import save_file
+    """Write the model's state dict as safetensors, atomically (temp file + rename).
+
+    The bytes are written with ``open`` (safetensors' own ``save_file`` creates files
+    readable by their owner only, whatever the umask)."""
+    from safetensors.torch import save
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-    os.replace(tmp, path)
+    data = save(state, metadata={k: str(v) for k, v in (metadata or {}).items()})
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict:

@@ -30,6 +30,15 @@ def test_own_checkpoint_roundtrip(tmp_path):
     assert _same_output(model, load_weights(fresh3, tmp_path / "ddp.pth"))
 
 
+def test_saved_weights_follow_the_umask(tmp_path):
+    """A weights file is as readable as any file the user creates (safetensors' own writer
+    makes owner-only files), and no temp file is left beside it."""
+    save_weights(cclnn.build_model("srcnn", 2), tmp_path / "w.safetensors")
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "w.safetensors").stat().st_mode == (tmp_path / "plain").stat().st_mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "w.safetensors"]
+
+
 def _to_official(state, table):
     """Our keys -> EDSR-PyTorch-style keys, written out by hand for the test."""
     out = {}
