@@ -259,3 +259,22 @@ def test_export_checkpoint_to_safetensors(tmp_path, images):
                            "must be named *.safetensors")]:
         proc = run_cli(["export", *args], check=False)
         assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_resume_override_of_the_schedule_takes_effect(tmp_path, images):
+    """The optimiser and scheduler states in a checkpoint carry the old learning-rate step:
+    a --resume override of the schedule must still win (from the checkpoint's iteration)."""
+    def lrs(run_dir):
+        with open(run_dir / "train_log.csv") as f:
+            return {int(r["iteration"]): float(r["lr"]) for r in csv.DictReader(f)}
+    path = tiny_config(tmp_path, images, optim__lr_step_epochs=100, val__every=0)
+    run_cli(["train", str(path), "name=planned", "optim.lr_step_iterations=4", "--no-progress"])
+    changed = tmp_path / "runs" / "changed"
+    proc = run_cli(["train", str(path), "name=changed", "--no-progress"],
+                   {"CCLNN_FAULT": "kill@iteration:8"}, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert set(lrs(changed).values()) == {1e-3}  # iterations 1-6 at the first schedule's lr
+    run_cli(["train", "--resume", str(changed), "optim.lr_step_iterations=4", "--no-progress"])
+    planned, resumed = lrs(tmp_path / "runs" / "planned"), lrs(changed)
+    assert min(planned.values()) < 1e-3
+    assert {i: resumed[i] for i in range(7, 13)} == {i: planned[i] for i in range(7, 13)}

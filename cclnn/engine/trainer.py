@@ -128,13 +128,14 @@ class Trainer:
             self.total_iterations = min(self.total_iterations, c.max_iterations)
         self.warmup_iterations = (c.loss.warmup_iterations if c.loss.warmup_iterations is not None
                                   else c.loss.warmup_epochs * self.iters_per_epoch)
-        lr_step = c.optim.lr_step_iterations or c.optim.lr_step_epochs * self.iters_per_epoch
+        self.lr_step = max(1, c.optim.lr_step_iterations
+                           or c.optim.lr_step_epochs * self.iters_per_epoch)
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=c.optim.lr, betas=tuple(c.optim.betas),
                                           eps=c.optim.eps, weight_decay=c.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=max(1, lr_step), gamma=c.optim.lr_gamma)
+            self.optimizer, step_size=self.lr_step, gamma=c.optim.lr_gamma)
         self.ema = (ExponentialMovingAverage(self.model, c.optim.ema_decay)
                     if c.optim.ema_decay else None)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[c.amp]
@@ -213,6 +214,20 @@ class Trainer:
         counts once per process that did it)."""
         return self._elapsed_before + time.perf_counter() - self._started
 
+    def _apply_optim_config(self) -> None:
+        """After loading a checkpoint, the current config's optimiser settings and schedule
+        win over the ones stored with the optimiser and scheduler states (which would
+        otherwise silently ignore a --resume override such as optim.lr_step_epochs=4): the
+        learning rate is set to the config's schedule at the checkpoint's iteration."""
+        c = self.config.optim
+        lr = c.lr * c.lr_gamma ** (self.iteration // self.lr_step)
+        self.scheduler.step_size, self.scheduler.gamma = self.lr_step, c.lr_gamma
+        self.scheduler.base_lrs = [c.lr] * len(self.optimizer.param_groups)
+        self.scheduler._last_lr = [lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group.update(lr=lr, initial_lr=c.lr, betas=tuple(c.betas), eps=c.eps,
+                         weight_decay=c.weight_decay)
+
     def save_checkpoint(self) -> None:
         if self.is_main:
             atomic_torch_save(self._state(), self.run_dir / "latest.pt", self.iteration)
@@ -232,10 +247,11 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        self.iteration = state["iteration"]
+        self._apply_optim_config()
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.iteration = state["iteration"]
         self.best_psnr = state["best_psnr"]
         self.best_iteration = state["best_iteration"]
         self._elapsed_before = state.get("elapsed_seconds", 0.0)
