@@ -125,8 +125,8 @@ def test_python_api_types_and_tiling():
 SHIPPED_SCALES = [s for s in (2, 3, 4) if cclnn.weights.shipped_weights("cclnn-t", s)]
 
 
-def test_x2_weights_ship_with_the_package():
-    assert 2 in SHIPPED_SCALES
+def test_weights_of_every_scale_ship_with_the_package():
+    assert SHIPPED_SCALES == [2, 3, 4]
 
 
 @pytest.mark.parametrize("scale", SHIPPED_SCALES)
