@@ -427,8 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CclnnError, OSError) as exc:
-        print(f"cclnn {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        code = getattr(exc, "exit_code", EXIT_USAGE)
+        kind = "error: " if code == EXIT_USAGE else ""
+        print(f"cclnn {args.command}: {kind}{exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print(f"cclnn {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,12 +1,15 @@
 """cclnn ablate: suites, run configs, resumable execution, tables and the claim verdicts."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cclnn.data.images import write_image
 from cclnn.engine.ablate import (SUITES, AblationError, Study, check_claim, collect,
@@ -83,6 +86,34 @@ def test_suite_trains_scores_resumes_and_skips(tmp_path, data):
     assert other.returncode == 2
     assert "made with a different config" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_stops_the_suite_with_every_running_run_checkpointed(tmp_path, data):
+    train, test = data
+    out = tmp_path / "out"
+    args = ["table2", "--budget", "100000", "--seeds", "0", "--out", str(out), "--train",
+            str(train), "--datasets", str(test), "--jobs", "2", *TINY]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "cclnn", "ablate", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = [out / "runs" / name / "train_log.csv"
+            for name in ("cclnn-s_x2_b100000_s0", "cclnn-s-tsparse_x2_b100000_s0")]
+    deadline = time.monotonic() + 120
+    while not all(p.is_file() and len(p.read_text().splitlines()) > 1 for p in logs):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [
+        "cclnn ablate: interrupted; repeat the command to resume the unfinished runs from "
+        "their checkpoints"]
+    for log in logs:
+        run = log.parent
+        assert f"{run.name}: stopped, checkpoint saved" in stdout
+        iteration = torch.load(run / "latest.pt", weights_only=True)["iteration"]
+        assert iteration >= 10 and "interrupted at iteration" in (run / "console.log").read_text()
+    assert not (out / "runs" / "cclnn-s-nsparse_x2_b100000_s0").exists()  # never started
 
 
 def test_run_configs_follow_the_scaled_protocol(tmp_path):

@@ -127,6 +127,27 @@ def test_resume_after_sigkill_matches_straight_run(tmp_path, images):
     assert yaml.safe_load((broken / "config.yaml").read_text())["epochs"] == 3
 
 
+def test_sigterm_saves_a_checkpoint_and_resume_matches_straight_run(tmp_path, images):
+    """SIGTERM (or Ctrl-C) mid-run: the step finishes, latest.pt is written at that iteration
+    (not at the last periodic checkpoint), the exit is 130 with one line saying how to resume,
+    and the resumed run is the uninterrupted one."""
+    path = tiny_config(tmp_path, images)
+    straight = tmp_path / "runs" / "straight"
+    run_cli(["train", str(path), "name=straight", "--no-progress"])
+    stopped = tmp_path / "runs" / "stopped"
+    proc = run_cli(["train", str(path), "name=stopped", "--no-progress"],
+                   {"CCLNN_FAULT": "term@iteration:5"}, check=False)
+    assert proc.returncode == 130
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"cclnn train: interrupted at iteration 5 of 12; checkpoint saved, "
+                    f"continue with: cclnn train --resume {stopped}")
+    assert "Traceback" not in proc.stderr
+    assert torch.load(stopped / "latest.pt", weights_only=True)["iteration"] == 5
+    assert losses(stopped) == losses(straight)[:5]
+    run_cli(["train", "--resume", str(stopped), "--no-progress"])
+    assert losses(stopped) == losses(straight)
+
+
 def test_ddp_two_processes_match_one(tmp_path, images):
     path = tiny_config(tmp_path, images, epochs=1, val__every=0)
     run_cli(["train", str(path), "name=single", "--no-progress"])

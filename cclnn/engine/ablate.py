@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,11 @@ LR_STEP_FRACTION = 150 / 500  # ... and its learning-rate step
 
 class AblationError(CclnnError):
     """A suite cannot run or its results cannot be read (one-line message)."""
+
+
+class AblationInterrupted(AblationError):
+    """SIGINT/SIGTERM stopped the suite after its running trainings saved checkpoints."""
+    exit_code = 130
 
 
 # ----------------------------------------------------------------------------- suites
@@ -306,6 +312,7 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
 def run_suite(study: Study, suite: Suite, log=print) -> int:
     """Train what is missing, score it, write the tables. Returns the number of failed runs."""
     import torch
+    from .trainer import StopRequest
     benchmarks = _benchmarks(study)
     jobs = plan_jobs(study, suite)
     pending = [j for j in jobs if j.state in ("new", "resume")]
@@ -315,8 +322,28 @@ def run_suite(study: Study, suite: Suite, log=print) -> int:
             if score_job(study, job, benchmarks) is None:
                 log(f"{job.name}: skipped (no weights at {study.a2n_weights} for x{study.scale})")
     torch.set_num_threads(study.threads_per_job())
+    with StopRequest() as stop:
+        failed += _train_pending(study, pending, benchmarks, stop, log)
+    write_tables(study, suite)
+    return failed
+
+
+def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> int:
+    """Train and score the pending jobs, ``study.jobs`` at a time; returns the failures. On
+    SIGINT/SIGTERM the running trainings are asked to stop (each saves a checkpoint) and
+    waited for."""
+    failed = 0
     active: list[tuple[Job, subprocess.Popen, float]] = []
     while pending or active:
+        if stop.requested:
+            for _, proc, _ in active:
+                proc.send_signal(signal.SIGTERM)
+            for job, proc, _ in active:
+                saved = proc.wait() == 130  # TrainingInterrupted: checkpoint written
+                log(f"{job.name}: " + ("stopped, checkpoint saved" if saved else
+                                       f"stopped (exit {proc.returncode})"))
+            raise AblationInterrupted("interrupted; repeat the command to resume the "
+                                      "unfinished runs from their checkpoints")
         while pending and len(active) < study.jobs:
             job = pending.pop(0)
             log(f"{job.name}: {'resuming' if job.state == 'resume' else 'training'} "
@@ -336,7 +363,6 @@ def run_suite(study: Study, suite: Suite, log=print) -> int:
             record = score_job(study, job, benchmarks)
             cells = ", ".join(f"{r['dataset']} {r['psnr']:.2f}" for r in record["results"])
             log(f"{job.name}: done in {time.monotonic() - started:.0f} s; {cells}")
-    write_tables(study, suite)
     return failed
 
 

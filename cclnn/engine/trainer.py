@@ -16,9 +16,15 @@ Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its slice of every gl
 gradients are averaged by DistributedDataParallel, validation images are split over the
 processes and the sums all-reduced, and only rank 0 writes logs and checkpoints.
 
+SIGINT (Ctrl-C) or SIGTERM (``kill``, a batch scheduler's time limit) stops a run cleanly: the
+current step finishes, ``latest.pt`` is written at that iteration and ``TrainingInterrupted``
+says how to resume, so no work since the last periodic checkpoint is lost. A second Ctrl-C
+stops at once. Under DDP the ranks agree on the stop each step.
+
 Fault injection for tests: ``CCLNN_FAULT=kill@iteration:N`` kills the process with SIGKILL
 before iteration N, ``CCLNN_FAULT=kill@checkpoint:N`` after writing the temporary file of
-the iteration-N checkpoint and before renaming it.
+the iteration-N checkpoint and before renaming it, ``CCLNN_FAULT=term@iteration:N`` sends it
+SIGTERM before iteration N.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import csv
 import math
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +64,43 @@ class TrainingError(CclnnError):
     """The run cannot start or had to stop; the message says why and what was kept."""
 
 
+class TrainingInterrupted(TrainingError):
+    """SIGINT/SIGTERM stopped the run after a checkpoint; the CLI exits with status 130."""
+    exit_code = 130
+
+
 def _fault(kind: str, iteration: int) -> None:
-    if os.environ.get("CCLNN_FAULT") == f"kill@{kind}:{iteration}":
+    fault = os.environ.get("CCLNN_FAULT")
+    if fault == f"kill@{kind}:{iteration}":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif fault == f"term@{kind}:{iteration}":
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class StopRequest:
+    """While active, SIGINT and SIGTERM set ``requested`` instead of killing the process
+    (a second SIGINT raises KeyboardInterrupt at once). Only the main thread can catch
+    signals; elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def atomic_torch_save(obj, path: Path, fault_iteration: int | None = None) -> None:
@@ -319,7 +360,19 @@ class Trainer:
                     return
 
     def train(self) -> dict:
-        """Run to the end of the schedule; returns the last validation result (or {})."""
+        """Run to the end of the schedule; returns the last validation result (or {}).
+        Raises ``TrainingInterrupted`` after saving a checkpoint on SIGINT/SIGTERM."""
+        with StopRequest() as stop:
+            return self._train(stop)
+
+    def _stop_agreed(self, stop: StopRequest) -> bool:
+        if self.world == 1:
+            return stop.requested
+        flag = torch.tensor([float(stop.requested)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _train(self, stop: StopRequest) -> dict:
         c = self.config
         bar = tqdm(total=self.total_iterations, initial=self.iteration, unit="it",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
@@ -353,8 +406,14 @@ class Trainer:
             done = self.iteration == self.total_iterations
             if c.val.every and (self.iteration % c.val.every == 0 or done):
                 last_val = self.validate()
-            if self.iteration % c.checkpoint_every == 0 or done:
+            interrupted = not done and self._stop_agreed(stop)
+            if self.iteration % c.checkpoint_every == 0 or done or interrupted:
                 self.save_checkpoint()
+            if interrupted:
+                bar.close()
+                raise TrainingInterrupted(
+                    f"interrupted at iteration {self.iteration} of {self.total_iterations}; "
+                    f"checkpoint saved, continue with: cclnn train --resume {self.run_dir}")
         bar.close()
         if self.tensorboard:
             self.tensorboard.flush()
