@@ -214,16 +214,25 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return run_ablate(args)
 
 
+def _count(minimum: int):
+    """argparse type: an integer of at least ``minimum`` (a one-line usage error otherwise)."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+    parse.__name__ = "count"  # argparse names the type in its message
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = _count(1), _count(0)
+
+
 def _tile(value: str):
-    if value == "auto":
-        return value
-    try:
-        tile = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'auto', got {value!r}")
-    if tile < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return tile
+    return value if value == "auto" else NON_NEGATIVE(value)
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -286,8 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Set5, Set14, B100, Urban100, Manga109 (under --data-root) or folders")
     p.add_argument("--data-root", help="folder holding the benchmarks (default $CCLNN_DATA)")
     p.add_argument("--self-ensemble", action="store_true", help="x8 flip/rotation average")
-    p.add_argument("--tile", type=int, help="tile size in LR pixels (default: whole image)")
-    p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels of context per side")
+    p.add_argument("--tile", type=NON_NEGATIVE,
+                   help="tile size in LR pixels, 0 for none (default: the whole image, or the "
+                        "network's own limit: 128 for RNAN, as its official test)")
+    p.add_argument("--tile-overlap", type=NON_NEGATIVE, default=16,
+                   help="LR pixels of context per side")
     p.add_argument("--save-images", help="write SR images to DIR/DATASET/xS/")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", action="store_true", help="JSON results only on stdout")
@@ -318,12 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="the paper's tables at CPU scale: train a suite, write "
                                       "its table (see docs/experiments.md)")
     p.add_argument("suite", metavar="SUITE", help="one of " + ", ".join(SUITES))
-    p.add_argument("--budget", type=int, required=True, help="training iterations per run")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--budget", type=POSITIVE, required=True, help="training iterations per run")
+    p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0, 1])
     p.add_argument("--out", default="results/ablation", help="results folder")
     p.add_argument("--scale", type=_scale_list, default=2)
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
-    p.add_argument("--threads", type=int, help="threads per run (default: CPUs / jobs)")
+    p.add_argument("--jobs", type=POSITIVE, default=1, help="runs trained at the same time")
+    p.add_argument("--threads", type=POSITIVE, help="threads per run (default: CPUs / jobs)")
     p.add_argument("--train", nargs="+", default=list(DEFAULT_TRAIN), metavar="HR_DIR",
                    help="training image folders (default: T91 and SunHays80 in ../shared)")
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"],
@@ -342,31 +354,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="performance benchmarks")
     bench_sub = p.add_subparsers(dest="what", required=True)
     q = bench_sub.add_parser("resize", help="MATLAB-exact resize vs PIL, 2040x1356 at x1/4")
-    q.add_argument("--repeat", type=int, default=7)
+    q.add_argument("--repeat", type=POSITIVE, default=7)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run_bench)
     q = bench_sub.add_parser("nlsa", help="our NLSA vs the official tensor program")
-    q.add_argument("--channels", type=int, default=64)
-    q.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
-    q.add_argument("--batch", type=int, default=1)
+    q.add_argument("--channels", type=POSITIVE, default=64)
+    q.add_argument("--size", type=POSITIVE, nargs=2, default=[512, 512], metavar=("H", "W"))
+    q.add_argument("--batch", type=POSITIVE, default=1)
     q.add_argument("--backward", action="store_true", help="time forward + backward")
-    q.add_argument("--repeat", type=int, default=5)
+    q.add_argument("--repeat", type=POSITIVE, default=5)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run_bench)
     q = bench_sub.add_parser("model", help="a whole network: seconds, GFLOP/s, memory")
     q.add_argument("--model", required=True)
     q.add_argument("--scale", type=_scale_list, default=2)
-    q.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"),
+    q.add_argument("--size", type=POSITIVE, nargs=2, default=[256, 256], metavar=("H", "W"),
                    help="LR size of the inference (and of the training patches with --train)")
     q.add_argument("--train", action="store_true", help="also time a training step")
-    q.add_argument("--batch", type=int, default=16)
-    q.add_argument("--repeat", type=int, default=3)
+    q.add_argument("--batch", type=POSITIVE, default=16)
+    q.add_argument("--repeat", type=POSITIVE, default=3)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run_bench)
     q = bench_sub.add_parser("train", help="seconds per training step: data vs compute")
     q.add_argument("--config", required=True)
-    q.add_argument("--steps", type=int, default=20)
-    q.add_argument("--warmup", type=int, default=3)
+    q.add_argument("--steps", type=POSITIVE, default=20)
+    q.add_argument("--warmup", type=NON_NEGATIVE, default=3)
     q.add_argument("overrides", nargs="*", help="key=value config overrides")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run_bench)
@@ -379,12 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="HR image (LR = MATLAB bicubic of it, mod-cropped)")
     p.add_argument("--dataset", help="mean DI over a benchmark set, centre window of each image")
     p.add_argument("--data-root", help="folder holding the benchmarks (default $CCLNN_DATA)")
-    p.add_argument("--x", type=int, help="window's left column, SR pixels")
-    p.add_argument("--y", type=int, help="window's top row, SR pixels")
-    p.add_argument("--window", type=int, default=16, help="window size, SR pixels (default 16)")
+    p.add_argument("--x", type=NON_NEGATIVE, help="window's left column, SR pixels")
+    p.add_argument("--y", type=NON_NEGATIVE, help="window's top row, SR pixels")
+    p.add_argument("--window", type=POSITIVE, default=16, help="window size, SR pixels (default 16)")
     p.add_argument("-o", "--output", help="picture (.png; default IMAGE_lam_MODEL_xS.png); "
                                           "with --dataset a folder for one picture per image")
-    p.add_argument("--batch", type=int, default=10, help="path steps per network call")
+    p.add_argument("--batch", type=POSITIVE, default=10, help="path steps per network call")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", action="store_true", help="JSON only on stdout")
     p.set_defaults(func=cmd_lam)

@@ -97,7 +97,13 @@ def model_runner(model: torch.nn.Module, device: torch.device) -> Net:
 def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
                   tile: int | None = None, overlap: int = 16, ensemble: bool = False,
                   device: torch.device | str = "cpu") -> np.ndarray:
-    """uint8 H x W x 3 LR -> uint8 sH x sW x 3 SR with ``model`` in eval mode."""
+    """uint8 H x W x 3 LR -> uint8 sH x sW x 3 SR with ``model`` in eval mode.
+
+    ``tile=None`` runs the whole image unless the network sets a ``max_tile`` (RNAN: its
+    non-local blocks are quadratic in the image size); ``tile=0`` always runs it whole.
+    """
+    if tile is None:
+        tile = getattr(model, "max_tile", None)
     model.eval()
     run = model_runner(model, torch.device(device))
     net = (lambda t: tiled(run, t, scale, tile, overlap)) if tile else run

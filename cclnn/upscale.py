@@ -53,17 +53,21 @@ def load_model(model: Union[str, torch.nn.Module], scale: int, weights=None):
     return net.eval()
 
 
-def _tile_for(shape: tuple[int, int], tile, scale: int) -> int | None:
+def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None) -> int:
+    """LR tile side for ``tile`` ("auto" or a number, 0 = whole image); 0 means untiled.
+
+    ``limit`` is the network's own ``max_tile`` (RNAN), which "auto" respects."""
     if tile == "auto":
-        size = AUTO_TILE_HR // scale
-        return size if max(shape) > size else None
-    return int(tile) or None
+        size = min(AUTO_TILE_HR // scale, limit or AUTO_TILE_HR)
+        return size if max(shape) > size else 0
+    return int(tile)
 
 
 def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="auto",
                   device="auto", self_ensemble: bool = False) -> np.ndarray:
     """uint8 H x W x 3 -> uint8 sH x sW x 3."""
-    return super_resolve(net, rgb, scale, tile=_tile_for(rgb.shape[:2], tile, scale),
+    return super_resolve(net, rgb, scale, tile=_tile_for(rgb.shape[:2], tile, scale,
+                                                         getattr(net, "max_tile", None)),
                          overlap=TILE_OVERLAP, ensemble=self_ensemble,
                          device=resolve_device(device) if isinstance(device, str) else device)
 

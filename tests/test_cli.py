@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import cclnn
 from cclnn.cli import main
 from cclnn.models import count_parameters
@@ -144,3 +146,18 @@ def test_usage_errors_are_one_line():
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--tile" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["test", "--model", "bicubic", "--scale", "2", "--datasets", "Set5", "--tile", "-3"],
+     "--tile"),
+    (["bench", "model", "--size", "0", "0"], "--size"),
+    (["bench", "resize", "--repeat", "0"], "--repeat"),
+    (["ablate", "table1", "--budget", "0"], "--budget"),
+    (["ablate", "table1", "--budget", "10", "--jobs", "two"], "--jobs"),
+])
+def test_counts_are_checked_by_the_parser(argv, option, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and option in err

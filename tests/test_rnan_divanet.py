@@ -171,3 +171,41 @@ def test_config_errors():
         cclnn.build_model("rnan", 2, n_resgroups=1)
     with pytest.raises(ConfigError, match="channels"):
         cclnn.build_model("divanet", 2, channels=10)  # 4 upsampler groups
+
+
+def test_rnan_nonlocal_in_key_chunks_equals_the_dense_official_form(monkeypatch):
+    import cclnn.models.network_rnan as rnan
+    block = NonLocalBlock(8)
+    torch.nn.init.normal_(block.out.weight, std=0.1)
+    x = torch.randn(2, 8, 9, 11, requires_grad=True)
+
+    def dense(x):  # the official form: the whole HW x HW matrix, softmax over the queries
+        n, _, h, w = x.shape
+        g = block.g(x).flatten(2).transpose(1, 2)
+        theta = block.theta(x).flatten(2).transpose(1, 2)
+        attention = torch.softmax(theta @ block.phi(x).flatten(2), dim=1)
+        return x + block.out((attention @ g).transpose(1, 2).reshape(n, -1, h, w))
+
+    expected = dense(x)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    monkeypatch.setattr(rnan, "KEY_CHUNK_ELEMENTS", 99 * 7)  # 7 keys a chunk: 15 chunks, last short
+    got = block(x)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), x)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(grad_got, grad_expected, atol=1e-4)
+
+
+def test_rnan_whole_images_run_in_tiles_like_the_official_chop():
+    from cclnn.inference import super_resolve, tiled, image_to_tensor, tensor_to_image
+    from cclnn.upscale import _tile_for
+    model = cclnn.build_model("rnan", 2, **SMALL["rnan"]).eval()
+    model.max_tile = 16  # the real limit is 128; a small one keeps the test fast
+    lr = (torch.rand(40, 37, 3) * 255).to(torch.uint8).numpy()
+    with torch.no_grad():
+        expected = tensor_to_image(tiled(model, image_to_tensor(lr), 2, 16, 16))
+        whole = tensor_to_image(model(image_to_tensor(lr)))
+    assert (super_resolve(model, lr, 2) == expected).all()  # default: the network's limit
+    assert (super_resolve(model, lr, 2, tile=0) == whole).all()  # 0: the whole image
+    assert _tile_for((600, 500), "auto", 2, model.max_tile) == 16
+    assert _tile_for((600, 500), "auto", 2, None) == 512
+    assert _tile_for((600, 500), 0, 2, model.max_tile) == 0

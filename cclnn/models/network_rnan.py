@@ -72,6 +72,9 @@ class RNANConfig:
             raise ConfigError(f"channels: expected at least 2, got {self.channels}")
 
 
+KEY_CHUNK_ELEMENTS = 1 << 22  # scores held at once per image: 16 MB of float32
+
+
 class NonLocalBlock(nn.Module):
     """Embedded-Gaussian non-local block ``x + out(A g(x))``; starts as the identity."""
 
@@ -90,10 +93,16 @@ class NonLocalBlock(nn.Module):
         g = self.g(x).flatten(2).transpose(1, 2)  # N x HW x C'
         theta = self.theta(x).flatten(2).transpose(1, 2)  # N x HW x C'
         phi = self.phi(x).flatten(2)  # N x C' x HW
-        # dim=1 (over queries), as in the official code: see the module docstring
-        attention = torch.softmax(theta @ phi, dim=1)
-        y = (attention @ g).transpose(1, 2).reshape(n, -1, h, w)
-        return x + self.out(y)
+        # The softmax runs over dim=1 (the queries), as in the official code (module
+        # docstring): each key's column is normalised on its own, so the keys can be taken a
+        # chunk at a time, exactly, holding HW x chunk scores instead of HW x HW.
+        chunk = max(1, KEY_CHUNK_ELEMENTS // (h * w))
+        y = None
+        for k in range(0, h * w, chunk):
+            attention = torch.softmax(theta @ phi[:, :, k:k + chunk], dim=1)
+            part = attention @ g[:, k:k + chunk]
+            y = part if y is None else y + part
+        return x + self.out(y.transpose(1, 2).reshape(n, -1, h, w))
 
 
 class MaskBranch(nn.Module):
@@ -148,6 +157,12 @@ class AttentionGroup(nn.Module):
 
 
 class RNAN(nn.Module):
+    # Whole images are run in tiles of at most this many LR pixels a side (plus the tile
+    # overlap of context): the non-local blocks cost HW x HW, and the official test chops
+    # every image into patches below 30000 pixels (``forward_chop(min_size=30000)``); 128 + 2 x 16
+    # context = 25600 pixels. ``tile=0`` (``--tile 0``) still forces the whole image.
+    max_tile = 128
+
     def __init__(self, config: RNANConfig, scale: int):
         super().__init__()
         c = config.channels
