@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "(Table 5 row; skipped if absent)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="config override for every trained run, e.g. data.patch_size=48")
+    p.add_argument("--only", nargs="+", metavar="ROW",
+                   help="train only these rows of the suite (run names' stems, e.g. rnan-s); "
+                        "the table still lists every finished row")
     p.add_argument("--plan", action="store_true",
                    help="list the runs and estimate the training time left; train nothing")
     p.add_argument("--tables-only", action="store_true",

@@ -13,7 +13,7 @@ import torch
 
 from cclnn.data.images import write_image
 from cclnn.engine.ablate import (SUITES, AblationError, Study, check_claim, collect,
-                                 plan_jobs, run_config, write_tables)
+                                 only_rows, plan_jobs, run_config, write_tables)
 from cclnn.engine.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,6 +142,16 @@ def test_bad_override_and_unknown_suite_are_one_line_errors(tmp_path):
     proc = ablate(["table9", "--budget", "10", "--out", str(tmp_path)])
     assert proc.returncode == 2 and "suite 'table9'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_only_picks_rows_and_names_the_known_ones(tmp_path):
+    suite = only_rows(SUITES["table5"], ("rnan-s", "divanet-s"))
+    assert [r.key for r in suite.rows] == ["rnan-s", "divanet-s"]  # the suite's order
+    assert only_rows(SUITES["table5"], ()) is SUITES["table5"]
+    proc = ablate(["table5", "--budget", "10", "--out", str(tmp_path), "--only", "rnan"])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--only: table5 has no row 'rnan'" in proc.stderr and "rnan-s" in proc.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def _fake_metrics(study, key, seed, psnr5):

@@ -309,12 +309,25 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
     return record
 
 
-def run_suite(study: Study, suite: Suite, log=print) -> int:
-    """Train what is missing, score it, write the tables. Returns the number of failed runs."""
+def only_rows(suite: Suite, keys) -> Suite:
+    """The suite cut down to the rows named by ``keys`` (``--only``); all of it for none."""
+    if not keys:
+        return suite
+    known = [r.key for r in suite.rows]
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise AblationError(f"--only: {suite.name} has no row {unknown[0]!r}; its rows are "
+                            f"{', '.join(known)}")
+    return dataclasses.replace(suite, rows=tuple(r for r in suite.rows if r.key in keys))
+
+
+def run_suite(study: Study, suite: Suite, log=print, only=()) -> int:
+    """Train what is missing (of the ``only`` rows, if given), score it, write the whole
+    suite's tables. Returns the number of failed runs."""
     import torch
     from .trainer import StopRequest
     benchmarks = _benchmarks(study)
-    jobs = plan_jobs(study, suite)
+    jobs = plan_jobs(study, only_rows(suite, only))
     pending = [j for j in jobs if j.state in ("new", "resume")]
     failed = 0
     for job in jobs:
@@ -565,8 +578,10 @@ def run_ablate(args) -> int:
     for d in study.train_dirs:
         if not Path(d).is_dir():
             raise AblationError(f"--train: {d} is not a folder")
+    only = tuple(args.only or ())
+    only_rows(suite, only)  # an unknown row is an error before anything runs
     if args.plan:
-        rows = estimate(study, suite)
+        rows = estimate(study, only_rows(suite, only))
         total = sum(r.get("seconds", 0.0) for r in rows)
         for r in rows:
             extra = (f"~{r['seconds'] / 60:.0f} min ({r['step_seconds']:.3f} s/step)"
@@ -579,7 +594,7 @@ def run_ablate(args) -> int:
     if args.tables_only:
         path = write_tables(study, suite)
     else:
-        failed = run_suite(study, suite)
+        failed = run_suite(study, suite, only=only)
         path = study.out / f"{suite.name}_x{study.scale}_b{study.budget}.md"
         if failed:
             print(f"cclnn ablate: {failed} run(s) failed; finished runs are kept, rerun the same "
