@@ -30,11 +30,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     by_name: dict[str, dict[int, int]] = {}
     for r in rows:
         by_name.setdefault(r["name"], {})[r["scale"]] = r["params"]
-    print("| model | x2 params | x3 params | x4 params | description |")
-    print("|---|---:|---:|---:|---|")
+    print("| model | x2 params | x3 params | x4 params | published (x2 / x3 / x4) | description |")
+    print("|---|---:|---:|---:|---|---|")
     for name, counts in by_name.items():
         cells = " | ".join(f"{counts[s] / 1e6:.3f} M" for s in (2, 3, 4))
-        print(f"| {name} | {cells} | {get_entry(name).summary} |")
+        entry = get_entry(name)
+        print(f"| {name} | {cells} | {entry.published} | {entry.summary} |")
     return 0
 
 

@@ -22,7 +22,8 @@ def test_models_json(capsys):
 def test_models_table(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "| cclnn | 48.068 M | 51.019 M | 50.429 M |" in out
+    assert "| cclnn | 48.068 M | 51.019 M | 50.429 M | NLSN + 15 % / 14 % / 14 %" in out
+    assert "| divanet | 0.902 M | 0.949 M | 0.940 M | 902 K / 949 K / 939 K (paper) |" in out
 
 
 def test_errors_are_one_line_without_traceback():

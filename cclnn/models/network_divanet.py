@@ -189,6 +189,7 @@ DIVANET_RENAMES = (
 )
 
 register("divanet", DiVANetConfig(), "DiVANet: 3 RAFGs x 3 DiVA residual blocks, 64 ch, "
-         "weight norm (Table 5)", DIVANET_RENAMES)(DiVANet)
+         "weight norm (Table 5)", DIVANET_RENAMES,
+         published="902 K / 949 K / 939 K (paper)")(DiVANet)
 register("divanet-s", DiVANetConfig(channels=32), "DiVANet-S: DiVANet at 32 ch (study size of "
          "`cclnn ablate`)", DIVANET_RENAMES)(DiVANet)

@@ -209,7 +209,8 @@ RNAN_RENAMES = (
 ) + RESBLOCK_RENAMES
 
 register("rnan", RNANConfig(), "RNAN: 10 residual (non-)local attention groups, 64 ch (Table 5)",
-         RNAN_RENAMES)(RNAN)
+         RNAN_RENAMES, published="none in the official code; ~7.5 M quoted by later papers, "
+         "not reproducible (network_rnan)")(RNAN)
 register("rnan-s", RNANConfig(channels=32, n_resgroups=3),
          "RNAN-S: 3 attention groups (2 non-local, 1 local), 32 ch (study size of `cclnn ablate`)",
          RNAN_RENAMES)(RNAN)

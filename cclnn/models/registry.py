@@ -26,13 +26,14 @@ class ModelEntry:
     defaults: Any  # a config dataclass instance
     summary: str
     key_renames: tuple[tuple[str, str], ...] = ()  # regex renames for official checkpoints
+    published: str = ""  # the size its paper gives, for `cclnn models` (where there is one)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register(name: str, defaults: Any, summary: str,
-             key_renames: tuple[tuple[str, str], ...] = ()):
+             key_renames: tuple[tuple[str, str], ...] = (), published: str = ""):
     """Class/function decorator: ``@register("edsr", EDSRConfig(...), "...")``.
 
     The decorated callable is called as ``build(config, scale)``.
@@ -40,7 +41,8 @@ def register(name: str, defaults: Any, summary: str,
     def decorator(build):
         if name in _REGISTRY:
             raise RuntimeError(f"model name registered twice: {name}")
-        _REGISTRY[name] = ModelEntry(name, build, defaults, summary, key_renames)
+        _REGISTRY[name] = ModelEntry(name, build, defaults, summary, key_renames,
+                                     published)
         return build
     return decorator
 
