@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cclnn.data.images import write_image
-from cclnn.engine.ablate import (SUITES, AblationError, Study, check_claim, collect,
+from cclnn.engine.ablate import (SUITES, AblationError, Study, check_claim, collect, estimate,
                                  only_rows, plan_jobs, run_config, write_tables)
 from cclnn.engine.config import config_from_dict
 
@@ -152,6 +152,28 @@ def test_only_picks_rows_and_names_the_known_ones(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "--only: table5 has no row 'rnan'" in proc.stderr and "rnan-s" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_plan_estimates_from_the_step_times_the_runs_logged(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1))
+    run = study.run_dir("cclnn-s_x2_b100_s0")
+    run.mkdir(parents=True)
+    (run / "latest.pt").write_bytes(b"")  # an interrupted run: resumed, not benchmarked
+    rows = ["iteration,epoch,lr,loss,l_rec,l_aux,data_s,compute_s"]
+    rows += [f"{i},0,1e-4,1,1,0,0.1,{c}" for i, c in ((10, 0.9), (20, 1.9), (30, 0.7))]
+    (run / "train_log.csv").write_text("\n".join(rows) + "\n")
+    plan = estimate(study, only_rows(SUITES["table2"], ("cclnn-s",)))
+    assert [(r["run"], r["state"]) for r in plan] == [("cclnn-s_x2_b100_s0", "resume"),
+                                                      ("cclnn-s_x2_b100_s1", "new")]
+    assert [r["step_seconds"] for r in plan] == pytest.approx([1.0, 1.0])  # median of 3 steps
+    assert [r["seconds"] for r in plan] == pytest.approx([70.0, 100.0])  # 30 of 100 done
+
+
+def test_exit_reasons_name_the_signal():
+    from cclnn.engine.ablate import exit_reason
+    assert exit_reason(1) == "exit 1"
+    assert exit_reason(-9) == "killed by SIGKILL - out of memory?"
+    assert exit_reason(-15) == "killed by SIGTERM"
 
 
 def _fake_metrics(study, key, seed, psnr5):

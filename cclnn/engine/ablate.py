@@ -341,6 +341,17 @@ def run_suite(study: Study, suite: Suite, log=print, only=()) -> int:
     return failed
 
 
+def exit_reason(returncode: int) -> str:
+    """'exit 1', or the signal that killed the process (the OOM killer sends SIGKILL)."""
+    if returncode >= 0:
+        return f"exit {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"killed by {name}" + (" - out of memory?" if name == "SIGKILL" else "")
+
+
 def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> int:
     """Train and score the pending jobs, ``study.jobs`` at a time; returns the failures. On
     SIGINT/SIGTERM the running trainings are asked to stop (each saves a checkpoint) and
@@ -354,7 +365,7 @@ def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> i
             for job, proc, _ in active:
                 saved = proc.wait() == 130  # TrainingInterrupted: checkpoint written
                 log(f"{job.name}: " + ("stopped, checkpoint saved" if saved else
-                                       f"stopped (exit {proc.returncode})"))
+                                       f"stopped ({exit_reason(proc.returncode)})"))
             raise AblationInterrupted("interrupted; repeat the command to resume the "
                                       "unfinished runs from their checkpoints")
         while pending and len(active) < study.jobs:
@@ -370,7 +381,7 @@ def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> i
             active.remove(item)
             if proc.returncode != 0:
                 failed += 1
-                log(f"{job.name}: training failed (exit {proc.returncode}); see "
+                log(f"{job.name}: training failed ({exit_reason(proc.returncode)}); see "
                     f"{study.run_dir(job.name) / 'console.log'}")
                 continue
             record = score_job(study, job, benchmarks)
@@ -536,26 +547,46 @@ def write_tables(study: Study, suite: Suite) -> Path:
 
 # ----------------------------------------------------------------------------- plan
 
+TRAIN_LOG_COLUMNS = ("iteration", "data_s", "compute_s")
+
+
+def logged_steps(run: Path) -> tuple[int, Optional[float]]:
+    """(iterations done, median seconds per step) from a run's ``train_log.csv``: the step time
+    the run really had, under the load it shared the CPU with; (0, None) without a log."""
+    from ..analysis.plots import read_log
+    if not (run / "train_log.csv").is_file():
+        return 0, None
+    rows = read_log(run / "train_log.csv", TRAIN_LOG_COLUMNS, TRAIN_LOG_COLUMNS)
+    if not rows:
+        return 0, None
+    return int(rows[-1]["iteration"]), statistics.median(r["data_s"] + r["compute_s"]
+                                                          for r in rows)
+
+
 def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
-    """Each run's state and, for unfinished ones, seconds estimated from a short measurement of
-    the step time (one per row, with this invocation's threads per run)."""
+    """Each run's state and, for unfinished ones, the seconds left: at the step time its own log
+    (or the log of the row's other seeds) shows, else measured now over a few steps with this
+    invocation's threads per run (which another process's load inflates)."""
     import torch
 
     from ..bench import bench_train
-    rows = []
+    jobs = plan_jobs(study, suite)
     step_seconds: dict[str, float] = {}
+    for job in jobs:  # logged step times, per row
+        if job.row.trained and job.row.key not in step_seconds:
+            times = [logged_steps(study.run_dir(j.name))[1] for j in jobs if j.row == job.row]
+            times = [t for t in times if t is not None]
+            if times:
+                step_seconds[job.row.key] = statistics.median(times)
+    rows = []
     torch.set_num_threads(study.threads_per_job())
-    for job in plan_jobs(study, suite):
+    for job in jobs:
         entry = {"run": job.name, "state": job.state}
         if job.state in ("new", "resume"):
             if job.row.key not in step_seconds:
                 config = study.out / "configs" / f"{job.name}.yaml"
                 step_seconds[job.row.key] = bench_train(str(config), steps, 1)["step_seconds"]
-            done = 0
-            log = study.run_dir(job.name) / "train_log.csv"
-            if job.state == "resume" and log.is_file():
-                lines = log.read_text().strip().splitlines()
-                done = int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
+            done = logged_steps(study.run_dir(job.name))[0] if job.state == "resume" else 0
             entry["step_seconds"] = step_seconds[job.row.key]
             entry["seconds"] = step_seconds[job.row.key] * (study.budget - done)
         rows.append(entry)
