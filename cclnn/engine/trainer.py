@@ -374,47 +374,45 @@ class Trainer:
 
     def _train(self, stop: StopRequest) -> dict:
         c = self.config
-        bar = tqdm(total=self.total_iterations, initial=self.iteration, unit="it",
-                   disable=not (self.progress and self.is_main), dynamic_ncols=True)
         last_val: dict = {}
         batches = self._batches()
-        while self.iteration < self.total_iterations:
-            _fault("iteration", self.iteration + 1)
-            t0 = time.perf_counter()
-            lr, hr = next(batches)
-            lr, hr = self._to_device(lr), self._to_device(hr)
-            t1 = time.perf_counter()
-            parts = self.step(lr, hr)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            t2 = time.perf_counter()
-            self.iteration += 1
-            self.times.append(StepTimes(t1 - t0, t2 - t1))
-            epoch = (self.iteration - 1) // self.iters_per_epoch
-            if self.iteration % c.log_every == 0 or self.iteration == self.total_iterations:
-                self._log("train_log.csv", [
-                    self.iteration, epoch, f"{self.scheduler.get_last_lr()[0]:.6g}",
-                    f"{parts['loss']:.6f}", f"{parts['l_rec']:.6f}", f"{parts['l_aux']:.6f}",
-                    f"{t1 - t0:.4f}", f"{t2 - t1:.4f}"])
-            if self.tensorboard and self.iteration % c.log_every == 0:
-                for key, value in parts.items():
-                    self.tensorboard.add_scalar(f"train/{key}", value, self.iteration)
-            bar.update(1)
-            bar.set_postfix(loss=f"{parts['l_rec']:.3f}",
-                            aux=f"{parts['l_aux']:.3f}" if self.has_aux else "-",
-                            best=f"{self.best_psnr:.2f}" if self.best_iteration else "-")
-            done = self.iteration == self.total_iterations
-            if c.val.every and (self.iteration % c.val.every == 0 or done):
-                last_val = self.validate()
-            interrupted = not done and self._stop_agreed(stop)
-            if self.iteration % c.checkpoint_every == 0 or done or interrupted:
-                self.save_checkpoint()
-            if interrupted:
-                bar.close()
-                raise TrainingInterrupted(
-                    f"interrupted at iteration {self.iteration} of {self.total_iterations}; "
-                    f"checkpoint saved, continue with: cclnn train --resume {self.run_dir}")
-        bar.close()
+        with tqdm(total=self.total_iterations, initial=self.iteration, unit="it",
+                  disable=not (self.progress and self.is_main), dynamic_ncols=True) as bar:
+            while self.iteration < self.total_iterations:
+                _fault("iteration", self.iteration + 1)
+                t0 = time.perf_counter()
+                lr, hr = next(batches)
+                lr, hr = self._to_device(lr), self._to_device(hr)
+                t1 = time.perf_counter()
+                parts = self.step(lr, hr)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                t2 = time.perf_counter()
+                self.iteration += 1
+                self.times.append(StepTimes(t1 - t0, t2 - t1))
+                epoch = (self.iteration - 1) // self.iters_per_epoch
+                if self.iteration % c.log_every == 0 or self.iteration == self.total_iterations:
+                    self._log("train_log.csv", [
+                        self.iteration, epoch, f"{self.scheduler.get_last_lr()[0]:.6g}",
+                        f"{parts['loss']:.6f}", f"{parts['l_rec']:.6f}", f"{parts['l_aux']:.6f}",
+                        f"{t1 - t0:.4f}", f"{t2 - t1:.4f}"])
+                if self.tensorboard and self.iteration % c.log_every == 0:
+                    for key, value in parts.items():
+                        self.tensorboard.add_scalar(f"train/{key}", value, self.iteration)
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['l_rec']:.3f}",
+                                aux=f"{parts['l_aux']:.3f}" if self.has_aux else "-",
+                                best=f"{self.best_psnr:.2f}" if self.best_iteration else "-")
+                done = self.iteration == self.total_iterations
+                if c.val.every and (self.iteration % c.val.every == 0 or done):
+                    last_val = self.validate()
+                interrupted = not done and self._stop_agreed(stop)
+                if self.iteration % c.checkpoint_every == 0 or done or interrupted:
+                    self.save_checkpoint()
+                if interrupted:
+                    raise TrainingInterrupted(
+                        f"interrupted at iteration {self.iteration} of {self.total_iterations}; "
+                        f"checkpoint saved, continue with: cclnn train --resume {self.run_dir}")
         if self.tensorboard:
             self.tensorboard.flush()
         return last_val
