@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding the benchmarks (default $CCLNN_DATA)")
     p.add_argument("--x", type=NON_NEGATIVE, help="window's left column, SR pixels")
     p.add_argument("--y", type=NON_NEGATIVE, help="window's top row, SR pixels")
-    p.add_argument("--window", type=POSITIVE, default=16, help="window size, SR pixels (default 16)")
+    p.add_argument("--window", type=POSITIVE, default=16,
+                   help="window size, SR pixels (default 16)")
     p.add_argument("-o", "--output", help="picture (.png; default IMAGE_lam_MODEL_xS.png); "
                                           "with --dataset a folder for one picture per image")
     p.add_argument("--batch", type=POSITIVE, default=10, help="path steps per network call")
