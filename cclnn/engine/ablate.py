@@ -356,6 +356,7 @@ def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> i
     """Train and score the pending jobs, ``study.jobs`` at a time; returns the failures. On
     SIGINT/SIGTERM the running trainings are asked to stop (each saves a checkpoint) and
     waited for."""
+    import torch
     failed = 0
     active: list[tuple[Job, subprocess.Popen, float]] = []
     while pending or active:
@@ -384,6 +385,9 @@ def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> i
                 log(f"{job.name}: training failed ({exit_reason(proc.returncode)}); see "
                     f"{study.run_dir(job.name) / 'console.log'}")
                 continue
+            # scoring holds up the queue, so it may use every core no training is using
+            torch.set_num_threads(max(1, (os.cpu_count() or 1)
+                                      - len(active) * study.threads_per_job()))
             record = score_job(study, job, benchmarks)
             cells = ", ".join(f"{r['dataset']} {r['psnr']:.2f}" for r in record["results"])
             log(f"{job.name}: done in {time.monotonic() - started:.0f} s; {cells}")
