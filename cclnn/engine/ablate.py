@@ -575,10 +575,11 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
 
     from ..bench import bench_train
     jobs = plan_jobs(study, suite)
+    logged = {j.name: logged_steps(study.run_dir(j.name)) for j in jobs if j.row.trained}
     step_seconds: dict[str, float] = {}
     for job in jobs:  # logged step times, per row
         if job.row.trained and job.row.key not in step_seconds:
-            times = [logged_steps(study.run_dir(j.name))[1] for j in jobs if j.row == job.row]
+            times = [logged[j.name][1] for j in jobs if j.row == job.row]
             times = [t for t in times if t is not None]
             if times:
                 step_seconds[job.row.key] = statistics.median(times)
@@ -590,7 +591,7 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
             if job.row.key not in step_seconds:
                 config = study.out / "configs" / f"{job.name}.yaml"
                 step_seconds[job.row.key] = bench_train(str(config), steps, 1)["step_seconds"]
-            done = logged_steps(study.run_dir(job.name))[0] if job.state == "resume" else 0
+            done = logged[job.name][0] if job.state == "resume" else 0
             entry["step_seconds"] = step_seconds[job.row.key]
             entry["seconds"] = step_seconds[job.row.key] * (study.budget - done)
         rows.append(entry)
