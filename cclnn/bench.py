@@ -187,29 +187,49 @@ def bench_model(name: str, scale: int, height: int, width: int, train: bool = Fa
     return result
 
 
-def _nlsa_child(fast: bool, channels: int, height: int, width: int, batch: int,
-                backward: bool, repeat: int, out_file: str, queue) -> None:
-    """Runs in its own process, so that its peak memory (ru_maxrss) is its own."""
-    import resource
-
+def _nlsa_paths(path: str, channels: int, height: int, width: int, batch: int):
+    """NLSA, ``fast`` (ours) or ``reference`` (the official tensor program)."""
     import torch
 
     from .models.nlsa import NonLocalSparseAttention
     torch.manual_seed(0)
     module = NonLocalSparseAttention(channels)
-    module.use_fast = fast
-    x = torch.randn(batch, channels, height, width, requires_grad=backward)
+    module.use_fast = path == "fast"
+    x = torch.randn(batch, channels, height, width)
     rotations = torch.randn(module.rotations_shape(height, width))
+    return module, lambda inp: module(inp, rotations=rotations), x
+
+
+def _rnan_nonlocal_paths(path: str, channels: int, height: int, width: int, batch: int):
+    """RNAN's non-local block, ``chunked`` (ours) or ``dense`` (the official HW x HW form)."""
+    import torch
+
+    from .models.network_rnan import NonLocalBlock
+    torch.manual_seed(0)
+    block = NonLocalBlock(channels)
+    torch.nn.init.normal_(block.out.weight, std=0.1)  # a trained block: not the identity
+    x = torch.randn(batch, channels, height, width)
+    return block, block.forward if path == "chunked" else block.dense_forward, x
+
+
+def _path_child(build: str, path: str, shape: dict, backward: bool, repeat: int,
+                out_file: str, queue) -> None:
+    """Times one path in its own process, so that its peak memory (ru_maxrss) is its own."""
+    import resource
+
+    import torch
+    module, forward, x = globals()[build](path, **shape)
+    x.requires_grad_(backward)
 
     def run():
         if backward:
             x.grad = None
             module.zero_grad(set_to_none=True)
-            y = module(x, rotations=rotations)
+            y = forward(x)
             y.backward(torch.ones_like(y))
             return y
         with torch.no_grad():
-            return module(x, rotations=rotations)
+            return forward(x)
     seconds = median_seconds(run, repeat)
     out = run().detach()
     result = {"seconds": seconds,
@@ -218,9 +238,11 @@ def _nlsa_child(fast: bool, channels: int, height: int, width: int, batch: int,
     queue.put(result)
 
 
-def bench_nlsa(channels: int = 64, height: int = 512, width: int = 512, batch: int = 1,
-               backward: bool = False, repeat: int = 5) -> dict:
-    """Our NLSA vs the reference tensor program, each in a fresh process."""
+def compare_paths(build: str, paths: tuple[str, str], shape: dict, backward: bool,
+                  repeat: int) -> dict:
+    """Our path against the reference one (``paths = (ours, reference)``), each in a fresh
+    process: seconds, peak memory, and the largest difference of outputs (and input
+    gradients with ``backward``)."""
     import multiprocessing
     import os
     import tempfile
@@ -229,25 +251,52 @@ def bench_nlsa(channels: int = 64, height: int = 512, width: int = 512, batch: i
     ctx = multiprocessing.get_context("spawn")
     results, outputs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fast in (("fast", True), ("reference", False)):
+        for path in paths:
             queue = ctx.Queue()
-            out_file = os.path.join(tmp, f"{name}.pt")
-            proc = ctx.Process(target=_nlsa_child, args=(fast, channels, height, width, batch,
-                                                         backward, repeat, out_file, queue))
+            out_file = os.path.join(tmp, f"{path}.pt")
+            proc = ctx.Process(target=_path_child, args=(build, path, shape, backward, repeat,
+                                                         out_file, queue))
             proc.start()
             proc.join()
             if proc.exitcode != 0:
-                raise RuntimeError(f"the {name} NLSA run failed (exit {proc.exitcode}; out of "
-                                   f"memory?)")
-            results[name] = queue.get()
-            outputs[name] = torch.load(out_file, weights_only=True)
-    diff = (outputs["fast"]["out"] - outputs["reference"]["out"]).abs().max().item()
+                raise RuntimeError(f"the {path} run failed (exit {proc.exitcode}; out of memory?)")
+            results[path] = queue.get()
+            outputs[path] = torch.load(out_file, weights_only=True)
+    ours, reference = (outputs[p] for p in paths)
+    diff = (ours["out"] - reference["out"]).abs().max().item()
     if backward:
-        diff = max(diff, (outputs["fast"]["grad"] - outputs["reference"]["grad"]).abs().max().item())
-    return {"channels": channels, "size": [height, width], "batch": batch, "backward": backward,
-            "fast": results["fast"], "reference": results["reference"], "max_abs_diff": diff,
-            "speedup": results["reference"]["seconds"] / results["fast"]["seconds"],
-            "memory_ratio": results["fast"]["peak_mb"] / results["reference"]["peak_mb"]}
+        diff = max(diff, (ours["grad"] - reference["grad"]).abs().max().item())
+    return {**shape, "size": [shape["height"], shape["width"]], "backward": backward,
+            "paths": list(paths), **results, "max_abs_diff": diff,
+            "speedup": results[paths[1]]["seconds"] / results[paths[0]]["seconds"],
+            "memory_ratio": results[paths[0]]["peak_mb"] / results[paths[1]]["peak_mb"]}
+
+
+def bench_nlsa(channels: int = 64, height: int = 512, width: int = 512, batch: int = 1,
+               backward: bool = False, repeat: int = 5) -> dict:
+    """Our NLSA vs the reference tensor program."""
+    return compare_paths("_nlsa_paths", ("fast", "reference"),
+                         {"channels": channels, "height": height, "width": width,
+                          "batch": batch}, backward, repeat)
+
+
+def bench_rnan_nonlocal(channels: int = 32, height: int = 160, width: int = 160,
+                        batch: int = 1, backward: bool = False, repeat: int = 3) -> dict:
+    """RNAN's non-local block in key chunks vs the official dense HW x HW program."""
+    return compare_paths("_rnan_nonlocal_paths", ("chunked", "dense"),
+                         {"channels": channels, "height": height, "width": width,
+                          "batch": batch}, backward, repeat)
+
+
+def print_comparison(title: str, r: dict, repeat: int) -> None:
+    ours, reference = r["paths"]
+    kind = "forward+backward" if r["backward"] else "forward"
+    print(f"{title} {kind}, C={r['channels']}, {r['batch']}x{r['size'][0]}x{r['size'][1]} "
+          f"(median of {repeat}, each path in its own process):")
+    for name in r["paths"]:
+        print(f"  {name:9s} {r[name]['seconds']:.3f} s  peak {r[name]['peak_mb']:.0f} MB")
+    print(f"  speed-up {r['speedup']:.2f}x, memory {r['memory_ratio']:.3f} of the {reference} "
+          f"path, max |{ours} - {reference}| = {r['max_abs_diff']:.2e}")
 
 
 def run_bench(args) -> int:
@@ -268,19 +317,15 @@ def run_bench(args) -> int:
                   f"{m['gflops']:.1f} GFLOP/s = {100 * m['efficiency']:.0f} % of matmul, "
                   f"peak {m['peak_mb']:.0f} MB")
         return 0
-    if args.what == "nlsa":
-        r = bench_nlsa(args.channels, args.size[0], args.size[1], args.batch, args.backward,
-                       args.repeat)
+    if args.what in ("nlsa", "rnan-nonlocal"):
+        bench = bench_nlsa if args.what == "nlsa" else bench_rnan_nonlocal
+        r = bench(args.channels, args.size[0], args.size[1], args.batch, args.backward,
+                  args.repeat)
         if args.json:
-            print(json.dumps({k: r[k] for k in ("fast", "reference", "max_abs_diff")}))
+            print(json.dumps({k: r[k] for k in (*r["paths"], "max_abs_diff")}))
         else:
-            kind = "forward+backward" if r["backward"] else "forward"
-            print(f"NLSA {kind}, C={r['channels']}, {r['batch']}x{r['size'][0]}x{r['size'][1]} "
-                  f"(median of {args.repeat}, each path in its own process):")
-            for name in ("fast", "reference"):
-                print(f"  {name:9s} {r[name]['seconds']:.3f} s  peak {r[name]['peak_mb']:.0f} MB")
-            print(f"  speed-up {r['speedup']:.2f}x, memory {r['memory_ratio']:.3f} of the "
-                  f"reference, max |fast - reference| = {r['max_abs_diff']:.2e}")
+            print_comparison("NLSA" if args.what == "nlsa" else "RNAN non-local block", r,
+                             args.repeat)
         return 0
     if args.what == "train":
         r = bench_train(args.config, args.steps, args.warmup, args.overrides)

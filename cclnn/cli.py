@@ -361,14 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--repeat", type=POSITIVE, default=7)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_run_bench)
-    q = bench_sub.add_parser("nlsa", help="our NLSA vs the official tensor program")
-    q.add_argument("--channels", type=POSITIVE, default=64)
-    q.add_argument("--size", type=POSITIVE, nargs=2, default=[512, 512], metavar=("H", "W"))
-    q.add_argument("--batch", type=POSITIVE, default=1)
-    q.add_argument("--backward", action="store_true", help="time forward + backward")
-    q.add_argument("--repeat", type=POSITIVE, default=5)
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=_run_bench)
+    for what, title, channels, size, repeat in (
+            ("nlsa", "our NLSA vs the official tensor program", 64, 512, 5),
+            ("rnan-nonlocal", "RNAN's non-local block in key chunks vs the official dense "
+             "form (160x160: a 128-pixel tile with its context)", 32, 160, 3)):
+        q = bench_sub.add_parser(what, help=title)
+        q.add_argument("--channels", type=POSITIVE, default=channels)
+        q.add_argument("--size", type=POSITIVE, nargs=2, default=[size, size],
+                       metavar=("H", "W"))
+        q.add_argument("--batch", type=POSITIVE, default=1)
+        q.add_argument("--backward", action="store_true", help="time forward + backward")
+        q.add_argument("--repeat", type=POSITIVE, default=repeat)
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=_run_bench)
     q = bench_sub.add_parser("model", help="a whole network: seconds, GFLOP/s, memory")
     q.add_argument("--model", required=True)
     q.add_argument("--scale", type=_scale_list, default=2)

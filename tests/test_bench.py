@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import cclnn
-from cclnn.bench import bench_nlsa, count_gflop
+from cclnn.bench import bench_nlsa, bench_rnan_nonlocal, count_gflop
 
 
 def test_gflop_count_of_srcnn_by_hand():
@@ -31,3 +31,10 @@ def test_bench_nlsa_small():
     r = bench_nlsa(channels=8, height=13, width=17, batch=2, backward=True, repeat=1)
     assert r["max_abs_diff"] <= 1e-5
     assert r["fast"]["seconds"] > 0 and r["reference"]["peak_mb"] > 0
+
+
+def test_bench_rnan_nonlocal_small():
+    r = bench_rnan_nonlocal(channels=8, height=12, width=10, batch=2, backward=True, repeat=1)
+    assert r["paths"] == ["chunked", "dense"]
+    assert 0 < r["max_abs_diff"] <= 1e-4  # a real, non-identity block: outputs are compared
+    assert r["chunked"]["seconds"] > 0 and r["dense"]["peak_mb"] > 0

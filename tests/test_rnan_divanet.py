@@ -178,15 +178,14 @@ def test_rnan_nonlocal_in_key_chunks_equals_the_dense_official_form(monkeypatch)
     block = NonLocalBlock(8)
     torch.nn.init.normal_(block.out.weight, std=0.1)
     x = torch.randn(2, 8, 9, 11, requires_grad=True)
-
-    def dense(x):  # the official form: the whole HW x HW matrix, softmax over the queries
-        n, _, h, w = x.shape
-        g = block.g(x).flatten(2).transpose(1, 2)
-        theta = block.theta(x).flatten(2).transpose(1, 2)
-        attention = torch.softmax(theta @ block.phi(x).flatten(2), dim=1)
-        return x + block.out((attention @ g).transpose(1, 2).reshape(n, -1, h, w))
-
-    expected = dense(x)
+    with torch.no_grad():  # the reference itself, against the official formula written out
+        small = x[:1, :, :3, :4]
+        theta, phi, g = (m(small).flatten(2)[0].T for m in (block.theta, block.phi, block.g))
+        weights = torch.softmax(theta @ phi.T, dim=0)  # [query, key], normalised over queries
+        y = torch.stack([sum(weights[q, k] * g[k] for k in range(12)) for q in range(12)])
+        looped = small + block.out(y.T.reshape(1, 4, 3, 4))
+        assert torch.allclose(block.dense_forward(small), looped, atol=1e-5)
+    expected = block.dense_forward(x)
     (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
     monkeypatch.setattr(rnan, "KEY_CHUNK_ELEMENTS", 99 * 7)  # 7 keys a chunk: 15 chunks, last short
     got = block(x)

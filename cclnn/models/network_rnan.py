@@ -105,6 +105,15 @@ class NonLocalBlock(nn.Module):
             y = part if y is None else y + part
         return x + self.out(y.reshape(n, -1, h, w))
 
+    def dense_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The official program: the whole HW x HW query-by-key matrix at once, softmax over
+        the queries. The reference that tests and ``cclnn bench rnan-nonlocal`` compare with."""
+        n, _, h, w = x.shape
+        values = self.g(x).flatten(2).transpose(1, 2)  # N x HW x C'
+        queries = self.theta(x).flatten(2).transpose(1, 2)  # N x HW x C'
+        attention = torch.softmax(queries @ self.phi(x).flatten(2), dim=1)  # queries x keys
+        return x + self.out((attention @ values).transpose(1, 2).reshape(n, -1, h, w))
+
 
 class MaskBranch(nn.Module):
     """Mixed (spatial and channel) attention mask in (0, 1) from a one-level encoder-decoder."""
