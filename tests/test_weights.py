@@ -68,6 +68,36 @@ def test_official_style_state_dicts(tmp_path, name, overrides, table):
     assert _same_output(model, load_weights(fresh, tmp_path / "official.pt"))
 
 
+def test_checkpoints_trained_in_0_1_compute_their_official_function(tmp_path):
+    """The official NLSN trains with --rgb_range 1: its checkpoints (mean shifts at +-mean, not
+    +-255 mean) must give that network's outputs, scaled to [0, 255], not a wrong image. EDSR is
+    a ReLU network: dividing every bias by 255 makes exactly the [0, 1] version of the same
+    function, so the loaded network must reproduce the original outputs."""
+    model = cclnn.build_model("edsr-baseline", 2, n_resblocks=2, channels=8).eval()
+    for name, p in model.named_parameters():
+        if name.endswith("bias") and "mean" not in name:
+            torch.nn.init.uniform_(p, -3.0, 3.0)
+    in_0_1 = {k: v / 255 if k.endswith("bias") else v for k, v in model.state_dict().items()}
+    torch.save(_to_official(in_0_1, OFFICIAL_RESBLOCK), tmp_path / "rgb_range_1.pt")
+    fresh = load_weights(cclnn.build_model("edsr-baseline", 2, n_resblocks=2, channels=8).eval(),
+                         tmp_path / "rgb_range_1.pt")
+    assert (fresh.sub_mean.rgb_range, fresh.add_mean.rgb_range) == (1.0, 1.0)
+    x = torch.rand(1, 3, 9, 7) * 255
+    with torch.no_grad():
+        assert torch.allclose(fresh(x), model(x), atol=1e-3)
+        assert fresh(x).std() > 10  # a real image-scale output, not a blank one
+    save_weights(fresh, tmp_path / "again.safetensors")  # our own files keep the range too
+    again = load_weights(cclnn.build_model("edsr-baseline", 2, n_resblocks=2, channels=8).eval(),
+                         tmp_path / "again.safetensors")
+    built = cclnn.build_model("edsr-baseline", 2, n_resblocks=2, channels=8, rgb_range=1).eval()
+    built.load_state_dict(in_0_1)  # a network trained in [0, 1] from the start (config field)
+    with torch.no_grad():
+        assert torch.allclose(again(x), model(x), atol=1e-3)
+        assert torch.allclose(built(x), model(x), atol=1e-3)
+    with pytest.raises(cclnn.config.ConfigError, match="rgb_range"):
+        cclnn.build_model("nlsn-s", 2, rgb_range=0)
+
+
 def test_missing_and_unexpected_keys_are_listed(tmp_path):
     model = cclnn.build_model("edsr-baseline", 2, n_resblocks=2)
     state = model.state_dict()

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from ..config import ConfigError
+
 RGB_RANGE = 255.0
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -28,16 +30,43 @@ class MeanShift(nn.Conv2d):
     Kept as a convolution with frozen parameters, as in EDSR-PyTorch, so that official
     checkpoints (which store ``sub_mean.weight`` / ``sub_mean.bias``) load key for key and
     the parameter counts include its 24 numbers.
+
+    ``rgb_range`` is the value range the weights work in (EDSR-PyTorch's ``--rgb_range``: 255
+    for EDSR and RCAN, 1 for the official NLSN and DiVANet). Networks always take and return
+    [0, 255]; the mean shifts convert: ``sub_mean`` divides its input by ``255 / rgb_range``,
+    ``add_mean`` multiplies its output by it. A checkpoint records its range in these biases
+    (``sign * rgb_range * mean``), so loading one sets ``rgb_range``: official NLSN weights,
+    trained with ``--rgb_range 1``, then compute the official function instead of a wrong one.
     """
 
     def __init__(self, sign: int, mean=DIV2K_MEAN, rgb_range: float = RGB_RANGE):
         super().__init__(3, 3, 1)
+        self.sign = sign
+        self.mean = tuple(mean)
+        self.rgb_range = float(rgb_range)
         with torch.no_grad():
             if self.weight.device.type != "meta":
                 self.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
                 self.bias.copy_(sign * rgb_range * torch.tensor(mean))
         for p in self.parameters():
             p.requires_grad = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = RGB_RANGE / self.rgb_range
+        if factor == 1.0:
+            return super().forward(x)
+        if self.sign < 0:
+            return super().forward(x / factor)
+        return super().forward(x) * factor
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        bias = state_dict.get(prefix + "bias")
+        if bias is not None and bias.device.type != "meta" and self.mean[0] != 0:
+            found = abs(float(bias.reshape(-1)[0])) / self.mean[0]
+            if found > 0:  # 254.99998 (float32) is 255
+                self.rgb_range = float(round(found)) if abs(found - round(found)) < 1e-3 * found \
+                    else found
 
 
 class ResBlock(nn.Module):
@@ -97,16 +126,20 @@ class EDSRStyleNet(nn.Module):
     """The EDSR skeleton every EDSR-derived network of the paper shares.
 
     ``sub_mean -> head conv -> body (blocks + conv) + head output -> tail (upsampler, conv)
-    -> add_mean``. Subclasses only decide what goes into ``body``.
+    -> add_mean``. Subclasses only decide what goes into ``body``. ``rgb_range``: the value
+    range the network works in (see :class:`MeanShift`); its input and output stay [0, 255].
     """
 
-    def __init__(self, scale: int, channels: int, body: list[nn.Module]):
+    def __init__(self, scale: int, channels: int, body: list[nn.Module],
+                 rgb_range: float = RGB_RANGE):
         super().__init__()
-        self.sub_mean = MeanShift(-1)
+        if not rgb_range > 0:
+            raise ConfigError(f"rgb_range: must be positive (255 or 1), got {rgb_range}")
+        self.sub_mean = MeanShift(-1, rgb_range=rgb_range)
         self.head = nn.Sequential(conv3x3(3, channels))
         self.body = nn.Sequential(*body, conv3x3(channels, channels))
         self.tail = nn.Sequential(Upsampler(scale, channels), conv3x3(channels, 3))
-        self.add_mean = MeanShift(+1)
+        self.add_mean = MeanShift(+1, rgb_range=rgb_range)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.sub_mean(x))

@@ -101,7 +101,8 @@ class CCLNN(EDSRStyleNet):
     def __init__(self, config: CCLNNConfig, scale: int):
         c = config
         super().__init__(scale, c.channels, interleaved_body(
-            c.n_resblocks, c.channels, c.res_scale, lambda i: CCLNBlock(c, eval_seed=i)))
+            c.n_resblocks, c.channels, c.res_scale, lambda i: CCLNBlock(c, eval_seed=i)),
+            c.rgb_range)
         self.contrast_ratio = c.ratio_for(scale)
         self.aux_loss_kind = c.aux_loss
         self.contrast_margin = c.contrast_margin

@@ -23,8 +23,8 @@ Read from the official code (github pbehjatii/DiVANet, ``divanet.py``, ``ops.py`
   align_corners=False)`` of the mean-subtracted input, as in the official code.
 
 Value range: the official code works in [0, 1] (``ToTensor``; DIV2K mean subtracted in that
-range). Here the network divides its [0, 255] input by 255 and multiplies its output by 255,
-so the official weights give the official outputs, scaled.
+range). Here its mean shifts have ``rgb_range=1``: they divide the [0, 255] input by 255 and
+multiply the output by 255, so the official weights give the official outputs, scaled.
 
 Width and depth are hard-coded in the official code (64 channels, 3 RAFGs of 3 blocks);
 here they are config fields with those defaults.
@@ -158,13 +158,13 @@ class DiVANet(nn.Module):
         self.add_mean = MeanShift(+1, rgb_range=1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.sub_mean(x / 255.0)
+        x = self.sub_mean(x)  # [0, 255] -> [0, 1] minus the mean (rgb_range=1)
         features, _ = self.trunk(self.head(x))
         out = self.tail(self.upsample(features))
         h, w = x.shape[-2:]
         skip = F.interpolate(x, size=(h * self.upscale, w * self.upscale), mode="bicubic",
                              align_corners=False)
-        return self.add_mean(out + skip) * 255.0
+        return self.add_mean(out + skip)
 
 
 # Official keys, e.g. ``b2.rb3.body.0.weight_g`` -> ``trunk.units.1.units.2.expand

@@ -12,12 +12,13 @@ class EDSRConfig:
     channels: int = 256
     n_resblocks: int = 32
     res_scale: float = 0.1
+    rgb_range: float = 255.0  # value range of the weights: 255, or 1 as the official NLSN
 
 
 class EDSR(EDSRStyleNet):
     def __init__(self, config: EDSRConfig, scale: int):
         body = [ResBlock(config.channels, config.res_scale) for _ in range(config.n_resblocks)]
-        super().__init__(scale, config.channels, body)
+        super().__init__(scale, config.channels, body, config.rgb_range)
 
 
 for _name, _defaults, _summary in [

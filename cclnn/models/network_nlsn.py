@@ -17,6 +17,7 @@ class NLSNConfig:
     n_hashes: int = 4
     chunk_size: int = 144
     reduction: int = 4  # NLSA match-embedding reduction
+    rgb_range: float = 255.0  # value range of the weights: 255, or 1 as the official NLSN
 
 
 class NLSN(EDSRStyleNet):
@@ -28,7 +29,8 @@ class NLSN(EDSRStyleNet):
                                            c.res_scale, eval_seed=i)
 
         super().__init__(scale, c.channels,
-                         interleaved_body(c.n_resblocks, c.channels, c.res_scale, attention))
+                         interleaved_body(c.n_resblocks, c.channels, c.res_scale, attention),
+                         c.rgb_range)
 
 
 for _name, _defaults, _summary in [

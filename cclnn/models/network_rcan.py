@@ -17,6 +17,7 @@ class RCANConfig:
     n_resblocks: int = 20  # RCABs per group
     reduction: int = 16  # channel-attention reduction
     res_scale: float = 1.0
+    rgb_range: float = 255.0  # value range of the weights: 255, or 1 as the official NLSN
 
 
 class RCAB(nn.Module):
@@ -49,7 +50,8 @@ class ResidualGroup(nn.Module):
 class RCAN(EDSRStyleNet):
     def __init__(self, config: RCANConfig, scale: int):
         super().__init__(scale, config.channels,
-                         [ResidualGroup(config) for _ in range(config.n_resgroups)])
+                         [ResidualGroup(config) for _ in range(config.n_resgroups)],
+                         config.rgb_range)
 
 
 # Official RCAB: body = [conv, ReLU, conv, CALayer(conv_du = [conv, ReLU, conv, Sigmoid])].
