@@ -208,6 +208,22 @@ def test_claim_verdicts_compare_margins_with_the_seed_spread(tmp_path):
     assert best["verdict"] == "holds on the means, within the seed spread"
 
 
+def test_claims_compare_rows_on_the_seeds_they_share(tmp_path):
+    study = Study(out=tmp_path, budget=100, datasets=("Set5",))
+    suite = SUITES["table2"]
+    _fake_metrics(study, "cclnn-s", 0, 35.0)
+    _fake_metrics(study, "cclnn-s", 1, 34.8)  # a poor second seed the other rows do not have yet
+    _fake_metrics(study, "cclnn-s-tsparse", 0, 34.98)
+    _fake_metrics(study, "cclnn-s-nsparse", 0, 34.99)
+    result = check_claim(study, suite.claims[0], collect(study, suite))
+    assert result["seeds"] == [0]
+    assert result["datasets"]["Set5"]["margin"] == pytest.approx(0.01)  # not 34.9 - 34.99
+    assert result["datasets"]["Set5"]["spread"] == pytest.approx(0.2)  # CCLNN-S's seed range
+    assert "Here (seed 0): Set5: holds on the means" in write_tables(study, suite).read_text()
+    _fake_metrics(study, "cclnn-s-tsparse", 1, 34.7)  # NSparse has no seed 1 yet: still seed 0
+    assert check_claim(study, suite.claims[1], collect(study, suite))["seeds"] == [0]
+
+
 def test_single_seed_rows_use_the_cclnn_seed_spread(tmp_path):
     study = Study(out=tmp_path, budget=100, seeds=(0,), datasets=("Set5",))
     _fake_metrics(study, "cclnn-s", 0, 35.0)

@@ -430,14 +430,30 @@ def reference_spread(study: Study, dataset: str) -> Optional[float]:
     return max(values) - min(values) if len(values) > 1 else None
 
 
+def _paired(found: dict[str, list[dict]], keys) -> dict[str, list[dict]]:
+    """The trained rows' runs cut to the seeds every one of them has, so that a claim compares
+    like with like (rows of one seed share its initialisation and data order); rows not
+    trained (bicubic, official weights) kept as they are."""
+    seed_sets = [{r["seed"] for r in found.get(k, [])} for k in keys
+                 if any(r.get("seed") is not None for r in found.get(k, []))]
+    common = set.intersection(*seed_sets) if seed_sets else set()
+    return {k: [r for r in found.get(k, []) if r.get("seed") is None or r["seed"] in common]
+            for k in keys}
+
+
 def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dict:
     """Verdict of one claim per dataset: the margin between the worst 'better' mean and the best
-    'worse' mean, against the largest seed-to-seed range of the rows involved."""
+    'worse' mean over the seeds all its rows have, against the largest seed-to-seed range of
+    the rows involved."""
     out = {"claim": claim.text, "datasets": {}}
+    keys = claim.better + claim.worse
+    paired = _paired(found, keys)
+    out["seeds"] = sorted({r["seed"] for k in keys for r in paired.get(k, [])
+                           if r.get("seed") is not None})
     for dataset in claim.datasets:
         means, spreads = {}, []
-        for key in claim.better + claim.worse:
-            values = _values(found.get(key, []), dataset, "psnr")
+        for key in keys:
+            values = _values(paired.get(key, []), dataset, "psnr")
             if not values:
                 break
             means[key], spread = _summary(values)
@@ -506,7 +522,9 @@ def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> 
                              f"{spread})")
             else:
                 parts.append(f"{d}: {v['verdict']}")
-        lines.append(f"- Paper: {claim.text}. Here: " + "; ".join(parts) + ".")
+        seeds = (f" (seed{'s' if len(result['seeds']) > 1 else ''} "
+                 f"{', '.join(map(str, result['seeds']))})" if result["seeds"] else "")
+        lines.append(f"- Paper: {claim.text}. Here{seeds}: " + "; ".join(parts) + ".")
     lines += ["", f"Training wall time of the runs found: {wall_total / 3600:.2f} h."]
     summary["wall_hours"] = wall_total / 3600
     return "\n".join(lines) + "\n", summary
