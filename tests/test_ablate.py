@@ -224,6 +224,19 @@ def test_claims_compare_rows_on_the_seeds_they_share(tmp_path):
     assert check_claim(study, suite.claims[1], collect(study, suite))["seeds"] == [0]
 
 
+def test_curves_use_finished_runs_only(tmp_path):
+    from cclnn.engine.ablate import validation_curves
+    study = Study(out=tmp_path, budget=100, datasets=("Set5",))
+    _fake_metrics(study, "cclnn-s", 0, 35.0)
+    for seed, values in [(0, (30.0, 35.0)), (1, (20.0,))]:  # seed 1 interrupted at its first point
+        run = study.run_dir(f"cclnn-s_x2_b100_s{seed}")
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "val_log.csv").write_text("iteration,epoch,dataset,psnr,ssim,images\n" + "".join(
+            f"{50 * (i + 1)},0,Set5,{v},0.9,5\n" for i, v in enumerate(values)))
+    curves = dict(validation_curves(study, SUITES["table2"]))
+    assert [p["mean"] for p in curves["CCLNN-S"]] == [30.0, 35.0]
+
+
 def test_single_seed_rows_use_the_cclnn_seed_spread(tmp_path):
     study = Study(out=tmp_path, budget=100, seeds=(0,), datasets=("Set5",))
     _fake_metrics(study, "cclnn-s", 0, 35.0)

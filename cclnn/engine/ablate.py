@@ -531,7 +531,8 @@ def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> 
 
 
 def validation_curves(study: Study, suite: Suite) -> list[tuple[str, list[dict]]]:
-    """(label, [{iteration, mean, low, high}]) of Set5 validation PSNR over the seeds."""
+    """(label, [{iteration, mean, low, high}]) of Set5 validation PSNR over the seeds of the
+    finished runs (as the table: an interrupted run's first points would skew the mean)."""
     import csv
     curves = []
     for row in suite.rows:
@@ -539,8 +540,9 @@ def validation_curves(study: Study, suite: Suite) -> list[tuple[str, list[dict]]
             continue
         by_iteration: dict[int, list[float]] = {}
         for seed in study.seeds:
-            path = study.run_dir(study.run_name(row, seed)) / "val_log.csv"
-            if not path.is_file():
+            run = study.run_dir(study.run_name(row, seed))
+            path = run / "val_log.csv"
+            if not (path.is_file() and (run / "metrics.json").is_file()):
                 continue
             with open(path, newline="") as f:
                 for rec in csv.DictReader(f):
