@@ -129,14 +129,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     if problems:
         label = f" for model '{name}' x{getattr(model, 'scale', '?')}" if name else ""
         raise WeightsError(f"{path}: weights do not fit{label}: " + "; ".join(problems))
-    load_state(model, {k: v for k, v in state.items() if k in own})
+    # through load_state_dict, so that modules which read what they load see it (MeanShift
+    # takes its value range from its bias); the keys were checked above
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return model
-
-
-def load_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Copy ``state`` (keys already checked) into ``model`` through ``load_state_dict``, so
-    that modules which read what they load (MeanShift's value range) see it."""
-    model.load_state_dict(state, strict=False)
 
 
 def load_matching_weights(model: nn.Module, path: str | os.PathLike) -> list[str]:
@@ -150,7 +146,7 @@ def load_matching_weights(model: nn.Module, path: str | os.PathLike) -> list[str
     loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
     if not loaded:
         raise WeightsError(f"{path}: no tensor fits the model")
-    load_state(model, {k: state[k] for k in loaded})
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
     return sorted(set(own) - set(loaded))
 
 

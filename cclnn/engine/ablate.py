@@ -430,15 +430,15 @@ def reference_spread(study: Study, dataset: str) -> Optional[float]:
     return max(values) - min(values) if len(values) > 1 else None
 
 
-def _paired(found: dict[str, list[dict]], keys) -> dict[str, list[dict]]:
-    """The trained rows' runs cut to the seeds every one of them has, so that a claim compares
-    like with like (rows of one seed share its initialisation and data order); rows not
-    trained (bicubic, official weights) kept as they are."""
+def _paired(found: dict[str, list[dict]], keys) -> tuple[list[int], dict[str, list[dict]]]:
+    """The seeds every trained row of ``keys`` has, and the rows' runs cut to them, so that a
+    claim compares like with like (rows of one seed share its initialisation and data order);
+    rows not trained (bicubic, official weights) are kept as they are."""
     seed_sets = [{r["seed"] for r in found.get(k, [])} for k in keys
                  if any(r.get("seed") is not None for r in found.get(k, []))]
     common = set.intersection(*seed_sets) if seed_sets else set()
-    return {k: [r for r in found.get(k, []) if r.get("seed") is None or r["seed"] in common]
-            for k in keys}
+    return sorted(common), {k: [r for r in found.get(k, [])
+                                if r.get("seed") is None or r["seed"] in common] for k in keys}
 
 
 def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dict:
@@ -447,9 +447,7 @@ def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dic
     the rows involved."""
     out = {"claim": claim.text, "datasets": {}}
     keys = claim.better + claim.worse
-    paired = _paired(found, keys)
-    out["seeds"] = sorted({r["seed"] for k in keys for r in paired.get(k, [])
-                           if r.get("seed") is not None})
+    out["seeds"], paired = _paired(found, keys)
     for dataset in claim.datasets:
         means, spreads = {}, []
         for key in keys:
