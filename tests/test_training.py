@@ -205,6 +205,23 @@ def test_aux_loss_only_after_warmup(tmp_path, images):
     assert all(loss > rec for i, loss, rec in rows if i > 6)
 
 
+@pytest.mark.parametrize("rgb_range", [255, 1])
+def test_lambda_weighs_against_l1_in_the_networks_value_range(tmp_path, images, rgb_range):
+    """The official NLSN computes l1 on [0, 1] (--rgb_range 1): there the paper's lambda weighs
+    the auxiliary loss 255 times more against l_rec on [0, 255] than in a [0, 255] network."""
+    path = tiny_config(tmp_path, images)
+    config = load_config(path, [f"name=lam{rgb_range}", "model.name=cclnn-l",
+                                "loss.aux_weight=2e-3", "loss.warmup_iterations=0", "val.every=0",
+                                "model.options={channels: 16, n_resblocks: 1, chunk_size: 16, "
+                                f"cca_reduction: 4, rgb_range: {rgb_range}}}"])
+    trainer = Trainer(config, progress=False)
+    lr, hr = next(trainer._batches())
+    parts = trainer.step(lr, hr)
+    assert parts["l_aux"] > 0
+    expected = parts["l_rec"] + 2e-3 * 255 / rgb_range * parts["l_aux"]
+    assert parts["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_schedule_in_iterations_and_elapsed_time(tmp_path, images):
     path = tiny_config(tmp_path, images)
     config = load_config(path, ["name=iters", "model.name=cclnn-l", "max_iterations=5",

@@ -84,7 +84,7 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    aux_weight: float = 0.0  # lambda of Eq. 6
+    aux_weight: float = 0.0  # lambda of Eq. 6, against l1 in the network's value range (rgb_range)
     warmup_epochs: int = 0  # epochs with l_rec only
     warmup_iterations: Optional[int] = None  # the same in iterations; wins if set
 

@@ -49,6 +49,7 @@ from ..data.benchmark import BenchmarkSet, resolve_benchmark
 from ..errors import CclnnError
 from ..inference import resolve_device, super_resolve
 from ..metrics import psnr, ssim
+from ..models.common import RGB_RANGE, value_range
 from ..models.registry import build_model
 from ..weights import load_matching_weights
 from .config import (TrainConfig, config_from_dict, dump_config, expand_path,
@@ -132,6 +133,16 @@ class ExponentialMovingAverage:
             ema_p.lerp_(p.detach(), 1 - self.decay)
 
 
+def aux_weight_on_255(aux_weight: float, model: torch.nn.Module) -> float:
+    """lambda as it weighs l_aux against l_rec on [0, 255] values.
+
+    The paper's lambda weighs l_aux against l1 in the network's own value range, as the official
+    codes compute it (their ``--rgb_range``: 1 for NLSN); l_rec here is always on [0, 255],
+    which is 255 / rgb_range times larger, so lambda is scaled by that.
+    """
+    return aux_weight * RGB_RANGE / value_range(model)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path | None = None, resume: bool = False,
                  progress: bool = True):
@@ -154,6 +165,7 @@ class Trainer:
         if c.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.has_aux = hasattr(self.model, "auxiliary_loss")
+        self.aux_weight = aux_weight_on_255(c.loss.aux_weight, self.model)
         self.net = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -320,9 +332,9 @@ class Trainer:
                 sr, weights = self.net(lr), None
             l_rec = F.l1_loss(sr.float(), hr)
             l_aux = self.model.auxiliary_loss(weights).float() if weights is not None else None
-        use_aux = (l_aux is not None and c.loss.aux_weight > 0
+        use_aux = (l_aux is not None and self.aux_weight > 0
                    and self.iteration >= self.warmup_iterations)
-        loss = l_rec + c.loss.aux_weight * l_aux if use_aux else l_rec
+        loss = l_rec + self.aux_weight * l_aux if use_aux else l_rec
         finite = torch.isfinite(loss.detach()).float()
         if self.world > 1:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)

@@ -69,6 +69,14 @@ class MeanShift(nn.Conv2d):
                     else found
 
 
+def value_range(model: nn.Module) -> float:
+    """The value range a network's weights work in: its mean shifts' (255 without any)."""
+    for module in model.modules():
+        if isinstance(module, MeanShift):
+            return module.rgb_range
+    return float(RGB_RANGE)
+
+
 class ResBlock(nn.Module):
     """EDSR residual block: ``x + res_scale * conv(relu(conv(x)))``."""
 

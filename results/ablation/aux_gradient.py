@@ -2,7 +2,8 @@
 
 For each run folder given: its final weights on the first training batch of its own config
 (``TrainPatches`` and ``EpochBatches``, epoch 0, the run's seed), ``l_rec`` and
-``lambda * l_aux`` (lambda and the auxiliary loss from the run's config), and the norms of
+``lambda * l_aux`` (the auxiliary loss from the run's config, weighted as the trainer weighs it:
+lambda against l1 in the network's value range), and the norms of
 their gradients on the CCA parameters, the only ones the auxiliary loss reaches.
 
     .venv/bin/python results/ablation/aux_gradient.py results/ablation/runs/cclnn-s_x2_b2000_s0 ...
@@ -17,6 +18,7 @@ import yaml
 import cclnn
 from cclnn.engine.config import config_from_dict
 from cclnn.engine.data import EpochBatches, TrainPatches
+from cclnn.engine.trainer import aux_weight_on_255
 from cclnn.weights import load_weights
 
 
@@ -40,7 +42,7 @@ def main(runs) -> None:
         cca = [p for name, p in net.named_parameters() if ".cca." in name]
         sr, gates = net(lr, return_aux=True)
         l_rec = F.l1_loss(sr, hr)
-        l_aux = config.loss.aux_weight * net.auxiliary_loss(gates)
+        l_aux = aux_weight_on_255(config.loss.aux_weight, net) * net.auxiliary_loss(gates)
         g_rec = norm(torch.autograd.grad(l_rec, cca, retain_graph=True))
         g_aux = norm(torch.autograd.grad(l_aux, cca))
         print(f"{run.name}: l_rec {l_rec.item():.3f}, lambda*l_aux {l_aux.item():.2e} "
