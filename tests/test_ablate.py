@@ -1,4 +1,5 @@
 """cclnn ablate: suites, run configs, resumable execution, tables and the claim verdicts."""
+import dataclasses
 import json
 import os
 import signal
@@ -219,7 +220,13 @@ def test_claims_compare_rows_on_the_seeds_they_share(tmp_path):
     assert result["seeds"] == [0]
     assert result["datasets"]["Set5"]["margin"] == pytest.approx(0.01)  # not 34.9 - 34.99
     assert result["datasets"]["Set5"]["spread"] == pytest.approx(0.2)  # CCLNN-S's seed range
-    assert "Here (seed 0): Set5: holds on the means" in write_tables(study, suite).read_text()
+    text = write_tables(study, suite).read_text()
+    assert ("Here (seed 0): Set5: holds on the means, within the seed spread (margin +0.010 dB"
+            in text)
+    assert "`--set`" not in text
+    other = dataclasses.replace(study, overrides=("model.options.rgb_range=1",))
+    assert ("Every trained run with `model.options.rgb_range=1` (`--set`)."
+            in write_tables(other, suite).read_text())
     _fake_metrics(study, "cclnn-s-tsparse", 1, 34.7)  # NSparse has no seed 1 yet: still seed 0
     assert check_claim(study, suite.claims[1], collect(study, suite))["seeds"] == [0]
 

@@ -477,12 +477,16 @@ def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dic
 
 def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> tuple[str, dict]:
     datasets = [Path(d).name for d in study.datasets]
-    lines = [f"### {suite.title} (x{study.scale}, {study.budget} iterations per run)", "",
+    lines = [f"### {suite.title} (x{study.scale}, {study.budget} iterations per run)", ""]
+    if study.overrides:  # a table must say how it differs from the suite's protocol
+        lines += ["Every trained run with " + ", ".join(f"`{o}`" for o in study.overrides)
+                  + " (`--set`).", ""]
+    lines += [
              "| Network | Params | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets)
              + " | Seeds | Wall time / run |",
              "|---|---:|" + "---:|" * len(datasets) + "---:|---:|"]
     summary: dict[str, Any] = {"suite": suite.name, "scale": study.scale, "budget": study.budget,
-                               "rows": [], "claims": []}
+                               "overrides": list(study.overrides), "rows": [], "claims": []}
     wall_total = 0.0
     for row in suite.rows:
         records = found[row.key]
@@ -515,8 +519,8 @@ def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> 
         parts = []
         for d, v in result["datasets"].items():
             if "margin" in v:
-                spread = "unknown" if v["spread"] is None else f"{v['spread']:.2f} dB"
-                parts.append(f"{d}: {v['verdict']} (margin {v['margin']:+.2f} dB, seed range "
+                spread = "unknown" if v["spread"] is None else f"{v['spread']:.3f} dB"
+                parts.append(f"{d}: {v['verdict']} (margin {v['margin']:+.3f} dB, seed range "
                              f"{spread})")
             else:
                 parts.append(f"{d}: {v['verdict']}")
