@@ -4,7 +4,8 @@ For each run folder given: its final weights on the first training batch of its 
 (``TrainPatches`` and ``EpochBatches``, epoch 0, the run's seed), ``l_rec`` and
 ``lambda * l_aux`` (the auxiliary loss from the run's config, weighted as the trainer weighs it:
 lambda against l1 in the network's value range), and the norms of
-their gradients on the CCA parameters, the only ones the auxiliary loss reaches.
+their gradients on the CCA parameters, the only ones the auxiliary loss reaches; then, for
+every run (also those without an auxiliary loss), how contrastive its CCA gates are.
 
     .venv/bin/python results/ablation/aux_gradient.py results/ablation/runs/cclnn-s_x2_b2000_s0 ...
 """
@@ -19,6 +20,7 @@ import cclnn
 from cclnn.engine.config import config_from_dict
 from cclnn.engine.data import EpochBatches, TrainPatches
 from cclnn.engine.trainer import aux_weight_on_255
+from cclnn.losses import contrast_count, contrastive_loss
 from cclnn.weights import load_weights
 
 
@@ -33,6 +35,19 @@ def norm(grads) -> float:
     return float(torch.sqrt(sum((g ** 2).sum() for g in grads)))
 
 
+def gate_summary(net, gates) -> str:
+    """Per CCLN block: the contrastive loss of its CCA gates W (whatever loss the run trained
+    with) and the mean of the k largest and k smallest gates, k = n * C."""
+    parts = []
+    for i, w in enumerate(gates):
+        k = contrast_count(w.shape[1], net.contrast_ratio)
+        ordered = w.sort(dim=1, descending=True).values
+        loss = contrastive_loss(w, net.contrast_ratio, net.contrast_margin)
+        parts.append(f"block {i}: contrastive {loss.item():.3f}, top-{k} "
+                     f"{ordered[:, :k].mean():.3f}, bottom-{k} {ordered[:, -k:].mean():.3f}")
+    return "; ".join(parts)
+
+
 def main(runs) -> None:
     for run in map(Path, runs):
         config = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
@@ -43,11 +58,14 @@ def main(runs) -> None:
         sr, gates = net(lr, return_aux=True)
         l_rec = F.l1_loss(sr, hr)
         l_aux = aux_weight_on_255(config.loss.aux_weight, net) * net.auxiliary_loss(gates)
-        g_rec = norm(torch.autograd.grad(l_rec, cca, retain_graph=True))
-        g_aux = norm(torch.autograd.grad(l_aux, cca))
-        print(f"{run.name}: l_rec {l_rec.item():.3f}, lambda*l_aux {l_aux.item():.2e} "
-              f"({l_aux.item() / l_rec.item():.1e} of l_rec); gradient norm on the CCA "
-              f"parameters: l_rec {g_rec:.3e}, lambda*l_aux {g_aux:.3e} (ratio {g_aux / g_rec:.1e})")
+        line = f"{run.name}: l_rec {l_rec.item():.3f}"
+        if l_aux.requires_grad:  # a run with an auxiliary loss
+            g_rec = norm(torch.autograd.grad(l_rec, cca, retain_graph=True))
+            g_aux = norm(torch.autograd.grad(l_aux, cca))
+            line += (f", lambda*l_aux {l_aux.item():.2e} ({l_aux.item() / l_rec.item():.1e} of "
+                     f"l_rec); gradient norm on the CCA parameters: l_rec {g_rec:.3e}, "
+                     f"lambda*l_aux {g_aux:.3e} (ratio {g_aux / g_rec:.1e})")
+        print(line + "\n  gates " + gate_summary(net, [w.detach() for w in gates]))
 
 
 if __name__ == "__main__":
