@@ -55,6 +55,7 @@ def main(runs) -> None:
         load_weights(net, run / "final.safetensors")
         lr, hr = first_batch(config)
         cca = [p for name, p in net.named_parameters() if ".cca." in name]
+        torch.manual_seed(config.seed)  # NLSA's hash rotations, drawn anew in training mode
         sr, gates = net(lr, return_aux=True)
         l_rec = F.l1_loss(sr, hr)
         l_aux = aux_weight_on_255(config.loss.aux_weight, net) * net.auxiliary_loss(gates)
