@@ -481,10 +481,9 @@ def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> 
     if study.overrides:  # a table must say how it differs from the suite's protocol
         lines += ["Every trained run with " + ", ".join(f"`{o}`" for o in study.overrides)
                   + " (`--set`).", ""]
-    lines += [
-             "| Network | Params | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets)
-             + " | Seeds | Wall time / run |",
-             "|---|---:|" + "---:|" * len(datasets) + "---:|---:|"]
+    lines += ["| Network | Params | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets)
+              + " | Seeds | Wall time / run |",
+              "|---|---:|" + "---:|" * len(datasets) + "---:|---:|"]
     summary: dict[str, Any] = {"suite": suite.name, "scale": study.scale, "budget": study.budget,
                                "overrides": list(study.overrides), "rows": [], "claims": []}
     wall_total = 0.0
