@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 import cclnn
-from cclnn.engine.config import config_from_dict
+from cclnn.engine.config import load_config
 from cclnn.engine.data import EpochBatches, TrainPatches
 from cclnn.engine.trainer import aux_weight_on_255
 from cclnn.losses import contrast_count, contrastive_loss
@@ -50,7 +49,7 @@ def gate_summary(net, gates) -> str:
 
 def main(runs) -> None:
     for run in map(Path, runs):
-        config = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+        config = load_config(run / "config.yaml")
         net = cclnn.build_model(config.model.name, config.model.scale, **config.model.options)
         load_weights(net, run / "final.safetensors")
         lr, hr = first_batch(config)
