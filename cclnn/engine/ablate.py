@@ -321,13 +321,13 @@ def only_rows(suite: Suite, keys) -> Suite:
     return dataclasses.replace(suite, rows=tuple(r for r in suite.rows if r.key in keys))
 
 
-def run_suite(study: Study, suite: Suite, log=print, only=()) -> int:
-    """Train what is missing (of the ``only`` rows, if given), score it, write the whole
-    suite's tables. Returns the number of failed runs."""
+def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None) -> int:
+    """Train what is missing (of ``part``, the ``--only`` rows, if given), score it, write
+    the whole suite's tables. Returns the number of failed runs."""
     import torch
     from .trainer import StopRequest
     benchmarks = _benchmarks(study)
-    jobs = plan_jobs(study, only_rows(suite, only))
+    jobs = plan_jobs(study, part or suite)
     pending = [j for j in jobs if j.state in ("new", "resume")]
     failed = 0
     for job in jobs:
@@ -635,10 +635,9 @@ def run_ablate(args) -> int:
     for d in study.train_dirs:
         if not Path(d).is_dir():
             raise AblationError(f"--train: {d} is not a folder")
-    only = tuple(args.only or ())
-    only_rows(suite, only)  # an unknown row is an error before anything runs
+    part = only_rows(suite, tuple(args.only or ()))  # an unknown row fails before anything runs
     if args.plan:
-        rows = estimate(study, only_rows(suite, only))
+        rows = estimate(study, part)
         total = sum(r.get("seconds", 0.0) for r in rows)
         for r in rows:
             extra = (f"~{r['seconds'] / 60:.0f} min ({r['step_seconds']:.3f} s/step)"
@@ -651,7 +650,7 @@ def run_ablate(args) -> int:
     if args.tables_only:
         path = write_tables(study, suite)
     else:
-        failed = run_suite(study, suite, only=only)
+        failed = run_suite(study, suite, part=part)
         path = study.out / f"{suite.name}_x{study.scale}_b{study.budget}.md"
         if failed:
             print(f"cclnn ablate: {failed} run(s) failed; finished runs are kept, rerun the same "
