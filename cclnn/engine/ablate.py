@@ -444,7 +444,7 @@ def _paired(found: dict[str, list[dict]], keys) -> tuple[list[int], dict[str, li
 def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dict:
     """Verdict of one claim per dataset: the margin between the worst 'better' mean and the best
     'worse' mean over the seeds all its rows have, against the largest seed-to-seed range of
-    the rows involved."""
+    the rows involved (over all their seeds: a row cut to the shared seed keeps its spread)."""
     out = {"claim": claim.text, "datasets": {}}
     keys = claim.better + claim.worse
     out["seeds"], paired = _paired(found, keys)
@@ -454,9 +454,10 @@ def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dic
             values = _values(paired.get(key, []), dataset, "psnr")
             if not values:
                 break
-            means[key], spread = _summary(values)
-            if len(values) > 1:
-                spreads.append(spread)
+            means[key] = _summary(values)[0]
+            every_seed = _values(found.get(key, []), dataset, "psnr")
+            if len(every_seed) > 1:
+                spreads.append(_summary(every_seed)[1])
         else:
             margin = min(means[k] for k in claim.better) - max(means[k] for k in claim.worse)
             spread = max(spreads) if spreads else reference_spread(study, dataset)
