@@ -327,7 +327,7 @@ def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None) 
     import torch
     from .trainer import StopRequest
     benchmarks = _benchmarks(study)
-    jobs = plan_jobs(study, part or suite)
+    jobs = plan_jobs(study, suite if part is None else part)
     pending = [j for j in jobs if j.state in ("new", "resume")]
     failed = 0
     for job in jobs:
@@ -454,7 +454,7 @@ def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dic
             values = _values(paired.get(key, []), dataset, "psnr")
             if not values:
                 break
-            means[key] = _summary(values)[0]
+            means[key] = statistics.fmean(values)
             every_seed = _values(found.get(key, []), dataset, "psnr")
             if len(every_seed) > 1:
                 spreads.append(_summary(every_seed)[1])
