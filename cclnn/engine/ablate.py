@@ -431,6 +431,11 @@ def seed_range(study: Study, key: str, dataset: str) -> Optional[float]:
     return max(values) - min(values) if len(values) > 1 else None
 
 
+def _widest_range(study: Study, keys, dataset: str) -> Optional[float]:
+    ranges = [r for k in keys if (r := seed_range(study, k, dataset)) is not None]
+    return max(ranges) if ranges else None
+
+
 def _paired(found: dict[str, list[dict]], keys) -> tuple[list[int], dict[str, list[dict]]]:
     """The seeds every trained row of ``keys`` has, and the rows' runs cut to them, so that a
     claim compares like with like (rows of one seed share its initialisation and data order);
@@ -451,20 +456,17 @@ def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dic
     keys = claim.better + claim.worse
     out["seeds"], paired = _paired(found, keys)
     for dataset in claim.datasets:
-        means, spreads = {}, []
+        means = {}
         for key in keys:
             values = _values(paired.get(key, []), dataset, "psnr")
             if not values:
                 break
             means[key] = statistics.fmean(values)
-            every_seed = _values(found.get(key, []), dataset, "psnr")
-            if len(every_seed) > 1:
-                spreads.append(_summary(every_seed)[1])
         else:
             margin = min(means[k] for k in claim.better) - max(means[k] for k in claim.worse)
-            if not spreads:  # every row of the claim has one seed: the suite's largest range
-                spreads = [r for k in found if (r := seed_range(study, k, dataset)) is not None]
-            spread = max(spreads) if spreads else None
+            spread = _widest_range(study, keys, dataset)
+            if spread is None:  # every row of the claim has one seed: the suite's widest range
+                spread = _widest_range(study, found, dataset)
             if spread is None:
                 verdict = "holds" if margin > 0 else "does not hold"
                 verdict += " (one seed, spread unknown)"
