@@ -170,7 +170,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.is_main:
         print(f"run {trainer.run_dir}: {trainer.config.model.name} x{trainer.scale}, "
               f"{len(trainer.dataset.pairs)} training images, {trainer.iters_per_epoch} "
-              f"iterations/epoch, iterations {trainer.iteration} -> {trainer.total_iterations}",
+              f"iterations/epoch, iterations {trainer.iteration} -> {trainer.total_iterations} "
+              f"on {trainer.devices[-1]}",
               file=sys.stderr)
     result = trainer.train()
     if trainer.is_main and result:

@@ -112,6 +112,13 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
     return tensor_to_image(y)
 
 
+def describe_device(device: torch.device) -> str:
+    """'cpu' or 'cuda (NVIDIA H200)': where a run's wall time was spent (tables keep them apart)."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when available; 'cuda' without a GPU is an error."""
     from .errors import CclnnError

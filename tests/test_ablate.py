@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from cclnn.data.images import write_image
-from cclnn.engine.ablate import (SUITES, AblationError, Study, check_claim, collect, estimate,
-                                 only_rows, plan_jobs, run_config, write_tables)
+from cclnn.engine.ablate import (SUITES, AblationError, Claim, Study, check_claim, collect,
+                                 estimate, only_rows, plan_jobs, run_config, write_tables)
 from cclnn.engine.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,12 +177,13 @@ def test_exit_reasons_name_the_signal():
     assert exit_reason(-15) == "killed by SIGTERM"
 
 
-def _fake_metrics(study, key, seed, psnr5):
+def _fake_metrics(study, key, seed, psnr5, **extra):
     run = study.run_dir(f"{key}_x2_b{study.budget}_s{seed}")
     run.mkdir(parents=True, exist_ok=True)
     results = [{"dataset": "Set5", "scale": 2, "psnr": psnr5, "ssim": 0.9, "images": 5}]
     (run / "metrics.json").write_text(json.dumps({"params": 1000, "seed": seed,
-                                                  "wall_seconds": 60.0, "results": results}))
+                                                  "wall_seconds": 60.0, "results": results,
+                                                  **extra}))
 
 
 def test_claim_verdicts_compare_margins_with_the_seed_spread(tmp_path):
@@ -202,6 +203,11 @@ def test_claim_verdicts_compare_margins_with_the_seed_spread(tmp_path):
     text = path.read_text()
     assert "| CCLNN-S | 0.001 M | 35.05 ± 0.05 / 0.9000 | 2 | 1 min |" in text
     assert "Training wall time of the runs found: 0.10 h." in text
+    # a seed trained on a GPU: its wall time is shown apart, never averaged with the CPU's
+    _fake_metrics(study, "cclnn-s", 1, 35.1, wall_seconds=180.0, devices=["cpu", "cuda (X)"])
+    text = write_tables(study, suite).read_text()
+    assert "| CCLNN-S | 0.001 M | 35.05 ± 0.05 / 0.9000 | 2 | 1 min; 3 min (GPU) |" in text
+    assert "found: 0.08 h, plus 3 min on a GPU (runs marked GPU)." in text
 
     (study.run_dir("cclnn-s-nsparse_x2_b100_s1") / "metrics.json").unlink()
     _fake_metrics(study, "cclnn-s-nsparse", 1, 35.1)  # now NSparse 35.025: within the spread
@@ -230,8 +236,12 @@ def test_claims_compare_rows_on_the_seeds_they_share(tmp_path):
     _fake_metrics(study, "cclnn-s-tsparse", 1, 34.7)  # NSparse has no seed 1 yet: still seed 0
     assert check_claim(study, suite.claims[1], collect(study, suite))["seeds"] == [0]
     # judged on seed 0, but TSparse's own seed range (0.28) still bounds what a margin means
+    order = check_claim(study, suite.claims[1], collect(study, suite))["datasets"]["Set5"]
+    assert order["margin"] == pytest.approx(0.01) and order["spread"] == pytest.approx(0.28)
+    # ... and only where TSparse is compared: CCLNN-S vs NSparse decides the first claim
     best = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
-    assert best["spread"] == pytest.approx(0.28)
+    assert (best["better"], best["worse"]) == ("cclnn-s", "cclnn-s-nsparse")
+    assert best["spread"] == pytest.approx(0.2)
 
 
 def test_curves_use_finished_runs_only(tmp_path):
@@ -258,6 +268,33 @@ def test_single_seed_rows_use_the_largest_seed_spread_of_the_suite(tmp_path):
     verdict = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
     assert verdict["margin"] == pytest.approx(-0.1) and verdict["spread"] == pytest.approx(0.2)
     assert verdict["verdict"] == "does not hold on the means, within the seed spread"
-    _fake_metrics(study, "cclnn-s-n45", 1, 34.6)  # a row with a wider range sets the yardstick
+    _fake_metrics(study, "cclnn-s-n45", 1, 34.6)  # a noisy row outside the deciding pair
     verdict = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
-    assert verdict["margin"] == pytest.approx(-0.1) and verdict["spread"] == pytest.approx(0.6)
+    assert verdict["margin"] == pytest.approx(-0.1) and verdict["spread"] == pytest.approx(0.2)
+    # a pair of two one-seed rows is judged by the widest range of any row of the suite
+    for key, values in [("cclnn-s-lambda4e-3", (34.9, 34.4)), ("cclnn-s-lambda6e-3", (34.8,)),
+                        ("cclnn-s-lambda8e-3", (34.5,))]:
+        for seed, value in enumerate(values):
+            _fake_metrics(study, key, seed, value)
+    suite = SUITES["table4"]
+    verdict = check_claim(study, suite.claims[1], collect(study, suite))["datasets"]["Set5"]
+    assert (verdict["better"], verdict["worse"]) == ("cclnn-s-lambda6e-3", "cclnn-s-lambda8e-3")
+    assert verdict["margin"] == pytest.approx(0.3) and verdict["spread"] == pytest.approx(0.5)
+    assert verdict["verdict"] == "holds on the means, within the seed spread"
+    text = write_tables(study, suite).read_text()
+    assert "(margin +0.300 dB, lambda = 6e-3 over lambda = 8e-3, seed range 0.500 dB)" in text
+
+
+def test_a_claim_fails_on_one_pair_beyond_its_own_spread(tmp_path):
+    """One row beating the claimed best by more than the two rows' seed ranges refutes the
+    claim, even when a third row's seeds differ by more (a failed start, say)."""
+    study = Study(out=tmp_path, budget=100, datasets=("Set5",))
+    for key, values in [("cclnn-s", (35.0, 35.1)), ("divanet-s", (35.3, 35.4)),
+                        ("vdsr", (36.9, 35.6)), ("edsr-s", (34.9, 35.0))]:
+        for seed, value in enumerate(values):
+            _fake_metrics(study, key, seed, value)
+    claim = Claim("CCLNN is the best", ("cclnn-s",), ("divanet-s", "vdsr", "edsr-s"))
+    verdict = check_claim(study, claim, collect(study, SUITES["table5"]))["datasets"]["Set5"]
+    assert verdict["verdict"] == "does not hold"
+    assert (verdict["worse"], verdict["margin"]) == ("divanet-s", pytest.approx(-0.3))
+    assert verdict["spread"] == pytest.approx(0.1)

@@ -16,7 +16,7 @@ import cclnn
 from cclnn.config import ConfigError
 from cclnn.data.images import write_image
 from cclnn.engine.config import load_config
-from cclnn.engine.trainer import Trainer, TrainingError
+from cclnn.engine.trainer import Trainer, TrainingError, resume_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,6 +238,15 @@ def test_schedule_in_iterations_and_elapsed_time(tmp_path, images):
     assert [r["loss"] == r["l_rec"] for r in rows] == [True, True, False, False, False]
     state = torch.load(trainer.run_dir / "latest.pt", weights_only=True)
     assert 0 < state["elapsed_seconds"] < 600
+    assert state["devices"] == ["cpu"]
+    # a run continued on another device lists both, in order (tables keep GPU time apart)
+    state["devices"] = ["cuda (a GPU)"]
+    torch.save(state, trainer.run_dir / "latest.pt")
+    for end in (6, 7):  # the second resume on the CPU adds nothing
+        Trainer(resume_config(trainer.run_dir, [f"max_iterations={end}"]), trainer.run_dir,
+                resume=True, progress=False).train()
+    state = torch.load(trainer.run_dir / "latest.pt", weights_only=True)
+    assert state["iteration"] == 7 and state["devices"] == ["cuda (a GPU)", "cpu"]
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, images):

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from ..config import config_to_dict
 from ..data.benchmark import BenchmarkSet, resolve_benchmark
 from ..errors import CclnnError
-from ..inference import resolve_device, super_resolve
+from ..inference import describe_device, resolve_device, super_resolve
 from ..metrics import psnr, ssim
 from ..models.common import RGB_RANGE, value_range
 from ..models.registry import build_model
@@ -201,6 +201,7 @@ class Trainer:
         self.times: list[StepTimes] = []
         self._elapsed_before = 0.0  # wall seconds of earlier processes of this run (resume)
         self._started = time.perf_counter()
+        self.devices = [describe_device(self.device)]  # every device the run trained on, in order
         self.tensorboard = None
         if resume:
             self._load_latest()
@@ -258,6 +259,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng,
             "elapsed_seconds": self.elapsed_seconds,
+            "devices": self.devices,
             "config": config_to_dict(self.config),
         }
 
@@ -308,6 +310,8 @@ class Trainer:
         self.best_psnr = state["best_psnr"]
         self.best_iteration = state["best_iteration"]
         self._elapsed_before = state.get("elapsed_seconds", 0.0)
+        earlier = list(state.get("devices", []))  # absent in checkpoints made before it was kept
+        self.devices = earlier + [d for d in self.devices if earlier[-1:] != [d]]
         if self.is_main:  # drop log rows written after this checkpoint
             for name in ("train_log.csv", "val_log.csv"):
                 _truncate_log(self.run_dir / name, self.iteration)
