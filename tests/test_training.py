@@ -149,7 +149,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_matches_straight_run(tmp_path, im
 
 
 def test_ddp_two_processes_match_one(tmp_path, images):
-    path = tiny_config(tmp_path, images, epochs=1, val__every=0)
+    # gloo on the CPU, also where a GPU is present (one GPU cannot hold two NCCL processes)
+    path = tiny_config(tmp_path, images, epochs=1, val__every=0, device="cpu")
     run_cli(["train", str(path), "name=single", "--no-progress"])
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -162,6 +163,22 @@ def test_ddp_two_processes_match_one(tmp_path, images):
     assert a["iteration"] == b["iteration"] == 6
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    from cclnn.engine.trainer import _process_device
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert _process_device(torch.device("cuda")) == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # two processes on a one-GPU machine
+    with pytest.raises(TrainingError, match=r"local rank 1: this machine has 1 CUDA device\(s\); "
+                                            r"start at most 1 per machine"):
+        _process_device(torch.device("cuda"))
+    assert _process_device(torch.device("cpu")) == torch.device("cpu")  # gloo, any rank
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert _process_device(torch.device("cuda")) == torch.device("cuda")
 
 
 FAMILIES = {

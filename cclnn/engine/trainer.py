@@ -148,8 +148,8 @@ class Trainer:
                  progress: bool = True):
         self.config = config
         self.progress = progress
-        self.rank, self.world, self.local_rank = _distributed_setup()
-        self.device = self._device()
+        self.device = _process_device(resolve_device(config.device))
+        self.rank, self.world, self.local_rank = _distributed_setup(self.device)
         self.run_dir = Path(run_dir) if run_dir else expand_path(config.out_dir) / config.name
         self._seed_everything(config.seed, config.deterministic)
 
@@ -214,13 +214,6 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    def _device(self) -> torch.device:
-        device = resolve_device(self.config.device)
-        if device.type == "cuda" and self.world > 1:
-            device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(device)
-        return device
 
     @staticmethod
     def _seed_everything(seed: int, deterministic: bool) -> None:
@@ -498,14 +491,30 @@ def _truncate_log(path: Path, iteration: int) -> None:
     os.replace(tmp, path)
 
 
-def _distributed_setup() -> tuple[int, int, int]:
-    """(rank, world size, local rank); initialises the process group under torchrun."""
+def _process_device(device: torch.device) -> torch.device:
+    """This process's device: under torchrun each process on a machine takes the GPU of its
+    local rank, and one with no GPU left is refused before the process group waits on it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.type != "cuda" or world <= 1:
+        return device
+    local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local_rank >= count:
+        raise TrainingError(f"process of local rank {local_rank}: this machine has {count} CUDA "
+                            f"device(s); start at most {count} per machine (torchrun "
+                            f"--nproc_per_node {count}), or set device: cpu")
+    device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
+def _distributed_setup(device: torch.device) -> tuple[int, int, int]:
+    """(rank, world size, local rank); under torchrun initialises the process group, NCCL for
+    GPUs and gloo for the CPU (``device: cpu`` on a GPU machine too)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
