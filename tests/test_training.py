@@ -305,6 +305,22 @@ def test_mixed_precision_and_channels_last_run(tmp_path, images, amp):
     assert np.isfinite(result["psnr"])
 
 
+def test_fp16_steps_the_scaler_skips_still_advance_the_schedule_quietly(tmp_path, images):
+    import warnings
+    path = tiny_config(tmp_path, images)
+    trainer = Trainer(load_config(path, ["name=fp16", "amp=fp16", "max_iterations=2",
+                                         "val.every=0"]), progress=False)
+    # a scale no gradient survives: every step is skipped, as in the scaler's calibration
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 127)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+    assert trainer.scheduler.last_epoch == 2  # the schedule counts iterations, skipped or not
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
 def test_export_checkpoint_to_safetensors(tmp_path, images):
     path = tiny_config(tmp_path, images)
     trainer = Trainer(load_config(path, ["name=exp", "max_iterations=6"]), progress=False)

@@ -35,6 +35,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -347,7 +348,12 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # a step the fp16 scaler skipped (inf gradients while it calibrates its scale)
+            # still counts as an iteration of the schedule, as in the logs and on resume
+            warnings.filterwarnings(
+                "ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
         if self.ema:
             self.ema.update(self.model)
         return {"loss": loss.item(), "l_rec": l_rec.item(),
