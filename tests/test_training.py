@@ -169,16 +169,13 @@ def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
     from cclnn.engine.trainer import _process_device
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    assert _process_device(torch.device("cuda")) == torch.device("cuda", 0)
-    monkeypatch.setenv("LOCAL_RANK", "1")  # two processes on a one-GPU machine
+    assert _process_device(torch.device("cuda"), 2, 0) == torch.device("cuda", 0)
+    # two processes on a one-GPU machine
     with pytest.raises(TrainingError, match=r"local rank 1: this machine has 1 CUDA device\(s\); "
                                             r"start at most 1 per machine"):
-        _process_device(torch.device("cuda"))
-    assert _process_device(torch.device("cpu")) == torch.device("cpu")  # gloo, any rank
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    assert _process_device(torch.device("cuda")) == torch.device("cuda")
+        _process_device(torch.device("cuda"), 2, 1)
+    assert _process_device(torch.device("cpu"), 2, 1) == torch.device("cpu")  # gloo, any rank
+    assert _process_device(torch.device("cuda"), 1, 0) == torch.device("cuda")
 
 
 FAMILIES = {

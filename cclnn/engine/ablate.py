@@ -469,13 +469,16 @@ def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dic
                 break
             means[key] = statistics.fmean(values)
         else:
+            ranges = {k: seed_range(study, k, dataset) for k in keys}  # read once per dataset
+            suite_range = None
             pairs = []  # (margin, spread or None, better row, worse row)
             for a in claim.better:
                 for b in claim.worse:
-                    spread = _widest_range(study, (a, b), dataset)
-                    if spread is None:
-                        spread = _widest_range(study, found, dataset)
-                    pairs.append((means[a] - means[b], spread, a, b))
+                    known = [r for r in (ranges[a], ranges[b]) if r is not None]
+                    if not known and suite_range is None:
+                        suite_range = _widest_range(study, found, dataset)
+                    pairs.append((means[a] - means[b], max(known) if known else suite_range,
+                                  a, b))
             failed = [p for p in pairs if p[1] is not None and p[0] < -p[1]]
             if failed:  # the clearest refutation decides
                 margin, spread, a, b = min(failed, key=lambda p: p[0] + p[1])

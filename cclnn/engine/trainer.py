@@ -149,8 +149,9 @@ class Trainer:
                  progress: bool = True):
         self.config = config
         self.progress = progress
-        self.device = _process_device(resolve_device(config.device))
-        self.rank, self.world, self.local_rank = _distributed_setup(self.device)
+        self.world, local_rank = _launch()
+        self.device = _process_device(resolve_device(config.device), self.world, local_rank)
+        self.rank = _join_process_group(self.device) if self.world > 1 else 0
         self.run_dir = Path(run_dir) if run_dir else expand_path(config.out_dir) / config.name
         self._seed_everything(config.seed, config.deterministic)
 
@@ -497,13 +498,17 @@ def _truncate_log(path: Path, iteration: int) -> None:
     os.replace(tmp, path)
 
 
-def _process_device(device: torch.device) -> torch.device:
+def _launch() -> tuple[int, int]:
+    """(world size, local rank) as torchrun sets them; (1, 0) for a plain process."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _process_device(device: torch.device, world: int, local_rank: int) -> torch.device:
     """This process's device: under torchrun each process on a machine takes the GPU of its
     local rank, and one with no GPU left is refused before the process group waits on it."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     if device.type != "cuda" or world <= 1:
         return device
-    local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    count = torch.cuda.device_count()
     if local_rank >= count:
         raise TrainingError(f"process of local rank {local_rank}: this machine has {count} CUDA "
                             f"device(s); start at most {count} per machine (torchrun "
@@ -513,15 +518,12 @@ def _process_device(device: torch.device) -> torch.device:
     return device
 
 
-def _distributed_setup(device: torch.device) -> tuple[int, int, int]:
-    """(rank, world size, local rank); under torchrun initialises the process group, NCCL for
-    GPUs and gloo for the CPU (``device: cpu`` on a GPU machine too)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
+def _join_process_group(device: torch.device) -> int:
+    """This process's rank, after initialising the process group (once): NCCL for GPUs, gloo
+    for the CPU (``device: cpu`` on a GPU machine too)."""
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+    return dist.get_rank()
 
 
 def resume_config(run_dir: Path, overrides: list[str] | None = None) -> TrainConfig:
