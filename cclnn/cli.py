@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", metavar="SUITE", help="one of " + ", ".join(SUITES))
     p.add_argument("--budget", type=POSITIVE, required=True, help="training iterations per run")
     p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0, 1])
-    p.add_argument("--out", default="results/ablation", help="results folder")
+    p.add_argument("--out", default="results/experiments", help="results folder")
     p.add_argument("--scale", type=_scale_list, default=2)
     p.add_argument("--jobs", type=POSITIVE, default=1, help="runs trained at the same time")
     p.add_argument("--threads", type=POSITIVE, help="threads per run (default: CPUs / jobs)")

@@ -34,10 +34,8 @@ def _describe(tp: Any) -> str:
         return " or ".join(repr(a) for a in typing.get_args(tp))
     if origin is typing.Union:
         return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin in (dict, collections.abc.Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
+    if origin in (dict, collections.abc.Mapping) or dataclasses.is_dataclass(tp):
+        return "mapping"
     if origin in (tuple, list):
         args = typing.get_args(tp)
         inner = _describe(args[0]) if args else "value"

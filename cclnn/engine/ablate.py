@@ -9,7 +9,7 @@ Fixed rows (bicubic, A2N with its official weights) are only scored.
 
 Runs are named by (row, scale, budget, seed) and shared between suites: CCLNN-S of Table 1 is
 also the n = 15 % row of Table 3, the lambda = 2e-3 row of Table 4 and a row of Table 5.
-Under ``--out`` (default ``results/ablation``):
+Under ``--out`` (default ``results/experiments``):
 
 * ``configs/RUN.yaml``: the exact config of a run (``cclnn train configs/RUN.yaml`` repeats it);
 * ``runs/RUN/``: the trainer's run directory (``config.yaml``, ``train_log.csv``,
@@ -42,6 +42,7 @@ from .config import config_from_dict, dump_config, parse_overrides, write_text_i
 
 DEFAULT_TRAIN = ("../shared/data/train/T91", "../shared/data/train/SunHays80")
 DEFAULT_A2N = "../shared/weights/a2n/aan_x2.pt"
+HOLD_OUT = 10  # validation images held out of the last training folder
 WARMUP_FRACTION = 75 / 500  # the ablation protocol's warm-up, as a share of the run
 LR_STEP_FRACTION = 150 / 500  # ... and its learning-rate step
 
@@ -158,6 +159,19 @@ class Study:
     overrides: tuple[str, ...] = ()  # applied to every trained run, after the row's own
     jobs: int = 1
     threads: Optional[int] = None  # per run; default: the CPU count divided by jobs
+    hold_out: int = HOLD_OUT
+
+    def split(self) -> tuple[list[dict], dict]:
+        """(data.train, val.held_out): the last ``hold_out`` images (in name order) of the last
+        training folder validate and pick best.pt; no benchmark test set chooses anything."""
+        from ..data.benchmark import list_images
+        *rest, last = self.train_dirs
+        count = len(list_images(Path(last))[0])
+        if count <= self.hold_out:
+            raise AblationError(f"--train: {last} has {count} images; at least "
+                                f"{self.hold_out + 1} are needed to hold {self.hold_out} out")
+        train = [{"hr": d} for d in rest] + [{"hr": last, "last": count - self.hold_out}]
+        return train, {"hr": last, "first": count - self.hold_out + 1}
 
     def run_name(self, row: Row, seed: Optional[int]) -> str:
         if not row.trained:
@@ -174,18 +188,22 @@ class Study:
 def run_config(study: Study, row: Row, seed: int) -> dict:
     """The config tree of one trained run (validated)."""
     from ..config import ConfigError
+    from ..config import config_to_dict
+    from ..models.registry import model_config
     b = study.budget
+    train, held_out = study.split()
     tree = {
         "name": study.run_name(row, seed),
-        "model": {"name": row.model, "scale": study.scale, "options": dict(row.options)},
-        "data": {"train": [{"hr": d} for d in study.train_dirs], "patch_size": 32,
-                 "batch_size": 16, "repeat": 20},
+        # every option written out, so that a run says what it trained without the registry
+        "model": {"name": row.model, "scale": study.scale,
+                  "options": config_to_dict(model_config(row.model, **dict(row.options)))},
+        "data": {"train": train, "patch_size": 32, "batch_size": 16, "repeat": 20},
         "optim": {"lr": 2.0e-4, "lr_step_iterations": max(1, round(LR_STEP_FRACTION * b))},
         "loss": {"aux_weight": 2.0e-3, "warmup_iterations": round(WARMUP_FRACTION * b)},
         "epochs": b,  # an epoch has at least one iteration: the budget ends the run
         "max_iterations": b,
         "seed": seed,
-        "val": {"dataset": "Set5", "every": max(1, b // 10)},
+        "val": {"held_out": held_out, "every": max(1, b // 10)},
         "checkpoint_every": max(1, min(100, b // 10)),
         "log_every": max(1, min(10, b // 10)),
         "out_dir": str(study.out / "runs"),

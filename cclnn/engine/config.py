@@ -91,8 +91,12 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class ValidationConfig:
+    """What picks ``best.pt`` and draws the validation curve: a benchmark (``dataset``), or
+    ``held_out``, images of a training folder that ``data.train`` leaves out (``first``/
+    ``last``), so that no reported test set chooses the weights. ``held_out`` wins if set."""
     dataset: str = "Set5"  # a benchmark name (under data_root) or folder
     data_root: Optional[str] = None
+    held_out: Optional[ImageFolders] = None  # LR by the MATLAB-exact resize; lr is not read
     every: int = 1000  # iterations; 0 disables
     max_images: Optional[int] = None
 

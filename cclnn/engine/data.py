@@ -42,16 +42,17 @@ def _save_npy(target: Path, array: np.ndarray) -> None:
     tmp.replace(target)
 
 
-def _source_files(source: ImageFolders) -> list[Path]:
+def source_files(source: ImageFolders, key: str = "data.train") -> list[Path]:
+    """The HR images a source selects (``key`` names the config option in errors)."""
     folder = expand_path(source.hr)
     if not folder.is_dir():
-        raise ConfigError(f"data.train: HR folder not found: {folder}")
+        raise ConfigError(f"{key}: HR folder not found: {folder}")
     files, _ = list_images(folder)
     first = (source.first or 1) - 1
     last = source.last or len(files)
     files = files[first:last]
     if not files:
-        raise ConfigError(f"data.train: no images selected in {folder}")
+        raise ConfigError(f"{key}: no images selected in {folder}")
     return files
 
 
@@ -68,7 +69,7 @@ class TrainPatches(torch.utils.data.Dataset):
         self.names: list[str] = []
         skipped = []
         for source in data.train:
-            for path in _source_files(source):
+            for path in source_files(source):
                 hr, lr = self._load(path, source, data.cache)
                 if min(lr.shape[:2]) < self.patch:
                     skipped.append(path.name)

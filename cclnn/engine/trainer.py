@@ -45,8 +45,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..config import config_to_dict
-from ..data.benchmark import BenchmarkSet, resolve_benchmark
+from ..config import ConfigError, config_to_dict
+from ..data.benchmark import (BenchmarkPair, BenchmarkSet, cached_bicubic_lr, mod_crop,
+                              resolve_benchmark)
+from ..data.images import read_image
 from ..errors import CclnnError
 from ..inference import describe_device, resolve_device, super_resolve
 from ..metrics import psnr, ssim
@@ -55,7 +57,7 @@ from ..models.registry import build_model
 from ..weights import load_matching_weights
 from .config import (TrainConfig, config_from_dict, dump_config, expand_path,
                      write_text_if_changed)
-from .data import EpochBatches, TrainPatches
+from .data import EpochBatches, TrainPatches, source_files
 
 CHECKPOINT_FORMAT = "cclnn-train-checkpoint/1"
 TRAIN_FIELDS = ["iteration", "epoch", "lr", "loss", "l_rec", "l_aux", "data_s", "compute_s"]
@@ -199,6 +201,7 @@ class Trainer:
         self.iteration = 0
         self.best_psnr = -math.inf
         self.best_iteration = 0
+        self._val_name, self._val_loaders = self._validation_source()  # checked before training
         self._val_pairs = None
         self.times: list[StepTimes] = []
         self._elapsed_before = 0.0  # wall seconds of earlier processes of this run (resume)
@@ -438,13 +441,30 @@ class Trainer:
         return t.contiguous(memory_format=torch.channels_last) if self.config.channels_last else t
 
     # ----------------------------------------------------------------- validation
+    def _validation_source(self) -> tuple[str, list]:
+        """(name, one loader per validation pair), resolved when the run starts so that a
+        missing dataset is an error then, not at the first validation."""
+        v, s = self.config.val, self.scale
+        if v.held_out is None:
+            bench = BenchmarkSet(resolve_benchmark(v.dataset, v.data_root), s)
+            loaders = [lambda i=i: bench.load(i) for i in range(len(bench))]
+            name = bench.name
+        else:
+            files = source_files(v.held_out, "val.held_out")
+            train = {p.resolve() for src in self.config.data.train for p in source_files(src)}
+            shared = [p for p in files if p.resolve() in train]
+            if shared:
+                raise ConfigError(f"val.held_out: {len(shared)} image(s) also in data.train "
+                                  f"(e.g. {shared[0]}); leave them out with first/last")
+            first = (v.held_out.first or 1)
+            name = f"{expand_path(v.held_out.hr).name}[{first}-{first + len(files) - 1}]"
+            loaders = [lambda p=p: held_out_pair(p, s) for p in files]
+        return name, loaders[:v.max_images or len(loaders)]
+
     def _validation_pairs(self):
         if self._val_pairs is None:
-            v = self.config.val
-            bench = BenchmarkSet(resolve_benchmark(v.dataset, v.data_root), self.scale)
-            count = min(len(bench), v.max_images or len(bench))
-            self._val_pairs = (bench.name, [bench.load(i) for i in range(count)])
-        return self._val_pairs
+            self._val_pairs = [load() for load in self._val_loaders]
+        return self._val_name, self._val_pairs
 
     def validate(self) -> dict:
         """Mean Y PSNR/SSIM (the evaluation protocol) of the EMA or raw weights."""
@@ -475,6 +495,12 @@ class Trainer:
                                   self.run_dir / "best.pt")
         return {"dataset": name, "psnr": mean_psnr, "ssim": mean_ssim,
                 "iteration": self.iteration}
+
+
+def held_out_pair(path: Path, scale: int) -> BenchmarkPair:
+    """A validation pair from a training-folder image: LR by the benchmark protocol."""
+    hr = mod_crop(read_image(path), scale)
+    return BenchmarkPair(path.stem, hr, cached_bicubic_lr(path, hr, scale))
 
 
 def _tensorboard_writer(run_dir: Path):

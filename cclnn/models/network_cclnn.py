@@ -140,8 +140,10 @@ for _name, _defaults, _summary in [
     ("cclnn-l", CCLNNConfig(**_L), "CCLNN-L: 128 ch, 16 ResBlocks, 3 CCLN blocks (ablations)"),
     ("cclnn-t", CCLNNConfig(channels=64, n_resblocks=8, res_scale=1.0),
      "CCLNN-T: 64 ch, 8 ResBlocks, 2 CCLN blocks (CPU-sized; weights ship with cclnn)"),
-    ("cclnn-s", CCLNNConfig(channels=32, n_resblocks=8, res_scale=1.0),
-     "CCLNN-S: 32 ch, 8 ResBlocks, 2 CCLN blocks (study size of `cclnn ablate`)"),
+    ("cclnn-s", CCLNNConfig(channels=32, n_resblocks=8, res_scale=1.0, rgb_range=1.0,
+                            cca_reduction=4),
+     "CCLNN-S: 32 ch, 8 ResBlocks, 2 CCLN blocks, CCA hidden 8, [0, 1] (study size of "
+     "`cclnn ablate`)"),
     ("cclnn-local", CCLNNConfig(**_L, branches="local"),
      "CCLNN-L, local branch only: Y = Res(CCA(X)) (Table 1)"),
     ("cclnn-nonlocal", CCLNNConfig(**_L, branches="nonlocal", aux_loss="none"),

@@ -25,6 +25,7 @@ for _name, _defaults, _summary in [
     ("edsr", EDSRConfig(), "EDSR: 256 ch, 32 ResBlocks (Table 5)"),
     ("edsr-l", EDSRConfig(128, 16, 0.1), "EDSR-L: 128 ch, 16 ResBlocks (Table 1 ablation)"),
     ("edsr-baseline", EDSRConfig(64, 16, 1.0), "EDSR baseline: 64 ch, 16 ResBlocks, res_scale 1"),
-    ("edsr-s", EDSRConfig(32, 8, 1.0), "EDSR-S: 32 ch, 8 ResBlocks (study size of `cclnn ablate`)"),
+    ("edsr-s", EDSRConfig(32, 8, 1.0, rgb_range=1.0),
+     "EDSR-S: 32 ch, 8 ResBlocks, [0, 1] (study size of `cclnn ablate`)"),
 ]:
     register(_name, _defaults, _summary, RESBLOCK_RENAMES)(EDSR)

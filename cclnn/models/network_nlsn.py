@@ -36,7 +36,7 @@ class NLSN(EDSRStyleNet):
 for _name, _defaults, _summary in [
     ("nlsn", NLSNConfig(), "NLSN: 256 ch, 32 ResBlocks, 5 NLSA (Table 5)"),
     ("nlsn-l", NLSNConfig(128, 16), "NLSN-L: 128 ch, 16 ResBlocks, 3 NLSA (Table 1 ablation)"),
-    ("nlsn-s", NLSNConfig(32, 8, 1.0), "NLSN-S: 32 ch, 8 ResBlocks, 2 NLSA (study size of "
-     "`cclnn ablate`)"),
+    ("nlsn-s", NLSNConfig(32, 8, 1.0, rgb_range=1.0), "NLSN-S: 32 ch, 8 ResBlocks, 2 NLSA, "
+     "[0, 1] (study size of `cclnn ablate`)"),
 ]:
     register(_name, _defaults, _summary, RESBLOCK_RENAMES + NLSA_RENAMES)(NLSN)

@@ -61,5 +61,7 @@ RCAN_RENAMES = ((r"\.body\.0\.(weight|bias)$", r".conv1.\1"),
                 (r"\.body\.3\.conv_du\.2\.(weight|bias)$", r".ca.excite.\1"))
 
 register("rcan", RCANConfig(), "RCAN: 10 groups x 20 RCABs, 64 ch (Table 5)", RCAN_RENAMES)(RCAN)
-register("rcan-s", RCANConfig(channels=32, n_resgroups=2, n_resblocks=4),
-         "RCAN-S: 2 groups x 4 RCABs, 32 ch (study size of `cclnn ablate`)", RCAN_RENAMES)(RCAN)
+register("rcan-s", RCANConfig(channels=32, n_resgroups=2, n_resblocks=4, reduction=4,
+                              rgb_range=1.0),
+         "RCAN-S: 2 groups x 4 RCABs, 32 ch, CA hidden 8, [0, 1] (study size of `cclnn ablate`)",
+         RCAN_RENAMES)(RCAN)
