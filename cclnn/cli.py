@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="weights file (*.safetensors)")
     p.set_defaults(func=cmd_export)
 
-    from .engine.ablate import DEFAULT_A2N, DEFAULT_TRAIN, SUITES
+    from .engine.ablate import DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, SUITES
     p = sub.add_parser("ablate", help="the paper's tables at CPU scale: train a suite, write "
                                       "its table (see docs/experiments.md)")
     p.add_argument("suite", metavar="SUITE", help="one of " + ", ".join(SUITES))
@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=POSITIVE, help="threads per run (default: CPUs / jobs)")
     p.add_argument("--train", nargs="+", default=list(DEFAULT_TRAIN), metavar="HR_DIR",
                    help="training image folders (default: T91 and SunHays80 in ../shared)")
+    p.add_argument("--hold-out", type=POSITIVE, default=HOLD_OUT, metavar="N",
+                   help="the last N images of the last --train folder are not trained on; "
+                        f"they validate and pick best.pt (default {HOLD_OUT})")
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"],
                    help="test sets scored with the final weights")
     p.add_argument("--data-root", help="folder holding the test sets (default $CCLNN_DATA)")

@@ -1,7 +1,7 @@
 """Scoring a super-resolver on benchmark sets, and the Table-5-style report."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,21 +22,30 @@ class Result:
     psnr: float
     ssim: float
     images: int
+    per_image: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self, per_image: bool = False) -> dict:
+        """The means; with ``per_image`` also ``{"per_image": {name: [psnr, ssim]}}`` (the
+        unit of a paired test between two models scored on the same images)."""
+        out = asdict(self)
+        if per_image:
+            out["per_image"] = {k: list(v) for k, v in self.per_image.items()}
+        else:
+            del out["per_image"]
+        return out
 
 
 def evaluate(sr_fn: SuperResolver, benchmark: BenchmarkSet, *, progress: bool = True,
              save_dir: Path | None = None) -> Result:
     """Mean Y PSNR/SSIM of ``sr_fn`` over ``benchmark`` (each image scored, then averaged)."""
-    psnrs, ssims = [], []
+    psnrs, ssims, names = [], [], []
     bar = tqdm(total=len(benchmark), desc=f"{benchmark.name} x{benchmark.scale}",
                disable=not progress, leave=False, unit="img")
     for pair in benchmark:
         sr = sr_fn(pair.lr)
         if sr.shape != pair.hr.shape:
             raise ValueError(f"{pair.name}: SR shape {sr.shape} != HR shape {pair.hr.shape}")
+        names.append(pair.name)
         psnrs.append(psnr(pair.hr, sr, benchmark.scale))
         ssims.append(ssim(pair.hr, sr, benchmark.scale))
         if save_dir is not None:
@@ -46,7 +55,7 @@ def evaluate(sr_fn: SuperResolver, benchmark: BenchmarkSet, *, progress: bool = 
         bar.set_postfix(psnr=f"{np.mean(psnrs):.2f}")
     bar.close()
     return Result(benchmark.name, benchmark.scale, float(np.mean(psnrs)), float(np.mean(ssims)),
-                  len(psnrs))
+                  len(psnrs), dict(zip(names, zip(psnrs, ssims))))
 
 
 def markdown_table(label: str, results: list[Result]) -> str:

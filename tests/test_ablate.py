@@ -42,7 +42,7 @@ def ablate(args, env_extra=None):
                           text=True, env=env, cwd=ROOT)
 
 
-TINY = ["--set", "data.patch_size=8", "--set", "data.batch_size=2", "--set", "data.repeat=1",
+TINY = ["--hold-out", "1", "--set", "data.patch_size=8", "--set", "data.batch_size=2", "--set", "data.repeat=1",
         "--set", "model.options.chunk_size=16"]
 
 

@@ -319,7 +319,8 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
         record["params"] = count_parameters(row.model, study.scale, **dict(row.options))
         model.eval()
         sr_fn = lambda lr: super_resolve(model, lr, study.scale)  # noqa: E731
-    record["results"] = [evaluate(sr_fn, b, progress=False).as_dict() for b in benchmarks]
+    record["results"] = [evaluate(sr_fn, b, progress=False).as_dict(per_image=True)
+                         for b in benchmarks]
     run.mkdir(parents=True, exist_ok=True)
     if row.trained:
         save_weights(model, run / "final.safetensors", {"run": job.name})
@@ -693,7 +694,7 @@ def run_ablate(args) -> int:
                   seeds=tuple(dict.fromkeys(args.seeds)), train_dirs=tuple(args.train),
                   datasets=tuple(args.datasets), data_root=args.data_root,
                   a2n_weights=args.a2n_weights, overrides=tuple(args.set or ()),
-                  jobs=args.jobs, threads=args.threads)
+                  jobs=args.jobs, threads=args.threads, hold_out=args.hold_out)
     for d in study.train_dirs:
         if not Path(d).is_dir():
             raise AblationError(f"--train: {d} is not a folder")
