@@ -212,8 +212,51 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .engine.ablate import run_ablate
-    return run_ablate(args)
+    from .experiments import AblationError
+    from .experiments.estimate import estimate
+    from .experiments.report import write_tables
+    from .experiments.runner import run_suite
+    from .experiments.study import Study
+    from .experiments.suites import SUITES, only_rows
+    suite = SUITES.get(args.suite)
+    if suite is None:
+        raise AblationError(f"suite '{args.suite}': expected one of {', '.join(SUITES)}")
+    if args.budget < 1:
+        raise AblationError("--budget: must be at least 1 iteration")
+    if args.jobs < 1:
+        raise AblationError("--jobs: must be at least 1")
+    study = Study(out=Path(args.out), budget=args.budget, scale=args.scale,
+                  seeds=tuple(dict.fromkeys(args.seeds)), train_dirs=tuple(args.train),
+                  datasets=tuple(args.datasets), data_root=args.data_root,
+                  a2n_weights=args.a2n_weights, overrides=tuple(args.set or ()),
+                  jobs=args.jobs, threads=args.threads, hold_out=args.hold_out)
+    for d in study.train_dirs:
+        if not Path(d).is_dir():
+            raise AblationError(f"--train: {d} is not a folder")
+    part = only_rows(suite, tuple(args.only or ()))  # an unknown row fails before anything runs
+    if args.plan:
+        rows = estimate(study, part)
+        total = sum(r.get("seconds", 0.0) for r in rows)
+        for r in rows:
+            extra = (f"~{r['seconds'] / 60:.0f} min ({r['step_seconds']:.3f} s/step)"
+                     if "seconds" in r else "")
+            print(f"{r['run']:<40} {r['state']:<7} {extra}")
+        print(f"estimated training time left: {total / 3600:.2f} h with {study.jobs} job(s) "
+              f"of {study.threads_per_job()} thread(s); about {total / 3600 / study.jobs:.2f} h "
+              f"of wall time if the jobs overlap perfectly")
+        return 0
+    if args.tables_only:
+        path = write_tables(study, suite)
+    else:
+        failed = run_suite(study, suite, part=part)
+        path = study.out / f"{suite.name}_x{study.scale}_b{study.budget}.md"
+        if failed:
+            print(f"cclnn ablate: {failed} run(s) failed; finished runs are kept, rerun the same "
+                  f"command to retry", file=sys.stderr)
+            print(path.read_text())
+            return 1
+    print(path.read_text())
+    return 0
 
 
 def _count(minimum: int):
@@ -328,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="weights file (*.safetensors)")
     p.set_defaults(func=cmd_export)
 
-    from .engine.ablate import DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, SUITES
+    from .experiments.suites import DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, SUITES
     p = sub.add_parser("ablate", help="the paper's tables at CPU scale: train a suite, write "
                                       "its table (see docs/experiments.md)")
     p.add_argument("suite", metavar="SUITE", help="one of " + ", ".join(SUITES))

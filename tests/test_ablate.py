@@ -13,8 +13,14 @@ import pytest
 import torch
 
 from cclnn.data.images import write_image
-from cclnn.engine.ablate import (SUITES, AblationError, Claim, Study, check_claim, collect,
-                                 estimate, only_rows, plan_jobs, run_config, write_tables)
+from cclnn.experiments import AblationError
+from cclnn.experiments.estimate import estimate
+from cclnn.experiments.report import validation_curves, write_tables
+from cclnn.experiments.runner import exit_reason
+from cclnn.experiments.scoring import collect
+from cclnn.experiments.study import Study, plan_jobs, run_config
+from cclnn.experiments.suites import SUITES, Claim, only_rows
+from cclnn.experiments.verdicts import check_claim
 from cclnn.engine.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +177,6 @@ def test_plan_estimates_from_the_step_times_the_runs_logged(tmp_path):
 
 
 def test_exit_reasons_name_the_signal():
-    from cclnn.engine.ablate import exit_reason
     assert exit_reason(1) == "exit 1"
     assert exit_reason(-9) == "killed by SIGKILL - out of memory?"
     assert exit_reason(-15) == "killed by SIGTERM"
@@ -245,7 +250,6 @@ def test_claims_compare_rows_on_the_seeds_they_share(tmp_path):
 
 
 def test_curves_use_finished_runs_only(tmp_path):
-    from cclnn.engine.ablate import validation_curves
     study = Study(out=tmp_path, budget=100, datasets=("Set5",))
     _fake_metrics(study, "cclnn-s", 0, 35.0)
     for seed, values in [(0, (30.0, 35.0)), (1, (20.0,))]:  # seed 1 interrupted at its first point

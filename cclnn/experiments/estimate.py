@@ -1,0 +1,58 @@
+"""The training time a suite has left: from the runs' own logs, else measured now."""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..analysis.plots import read_log
+from ..bench import bench_train
+from .study import Study, plan_jobs
+from .suites import Suite
+
+
+TRAIN_LOG_COLUMNS = ("iteration", "data_s", "compute_s")
+
+
+def logged_steps(run: Path) -> tuple[int, Optional[float]]:
+    """(iterations done, median seconds per step) from a run's ``train_log.csv``: the step time
+    the run really had, under the load it shared the CPU with; (0, None) without a log."""
+    if not (run / "train_log.csv").is_file():
+        return 0, None
+    rows = read_log(run / "train_log.csv", TRAIN_LOG_COLUMNS, TRAIN_LOG_COLUMNS)
+    if not rows:
+        return 0, None
+    return int(rows[-1]["iteration"]), statistics.median(r["data_s"] + r["compute_s"]
+                                                          for r in rows)
+
+
+def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
+    """Each run's state and, for unfinished ones, the seconds left: at the step time its own log
+    (or the log of the row's other seeds) shows, else measured now over a few steps with this
+    invocation's threads per run (which another process's load inflates)."""
+
+    jobs = plan_jobs(study, suite)
+    logged = {j.name: logged_steps(study.run_dir(j.name)) for j in jobs if j.row.trained}
+    step_seconds: dict[str, float] = {}
+    for job in jobs:  # logged step times, per row
+        if job.row.trained and job.row.key not in step_seconds:
+            times = [logged[j.name][1] for j in jobs if j.row == job.row]
+            times = [t for t in times if t is not None]
+            if times:
+                step_seconds[job.row.key] = statistics.median(times)
+    rows = []
+    torch.set_num_threads(study.threads_per_job())
+    for job in jobs:
+        entry = {"run": job.name, "state": job.state}
+        if job.state in ("new", "resume"):
+            if job.row.key not in step_seconds:
+                config = study.out / "configs" / f"{job.name}.yaml"
+                step_seconds[job.row.key] = bench_train(str(config), steps, 1)["step_seconds"]
+            done = logged[job.name][0] if job.state == "resume" else 0
+            entry["step_seconds"] = step_seconds[job.row.key]
+            entry["seconds"] = step_seconds[job.row.key] * (study.budget - done)
+        rows.append(entry)
+    return rows
+
