@@ -1,0 +1,76 @@
+"""cclnn.stats against textbook values (R's sleep data) and scipy's own t-tests."""
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from cclnn.stats import StatsError, compare, detectable_difference, holm, power_at
+
+# Student's sleep data (Cushny & Peebles), as in R's `sleep`: extra hours of sleep per patient
+DRUG1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+DRUG2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+
+
+def test_welch_matches_the_textbook_and_scipy():
+    c = compare(DRUG1, DRUG2)
+    # R: t.test(extra ~ group, data = sleep): t = -1.8608, df = 17.776, p-value = 0.07939,
+    # 95 percent confidence interval: -3.3654832  0.2054832
+    assert c.test == "welch" and (c.n_a, c.n_b) == (10, 10)
+    assert c.diff == pytest.approx(-1.58, abs=1e-12)
+    assert c.ci95[0] == pytest.approx(-3.3654832, abs=1e-6)
+    assert c.ci95[1] == pytest.approx(0.2054832, abs=1e-6)
+    assert c.t == pytest.approx(-1.8608, abs=1e-4) and c.df == pytest.approx(17.776, abs=1e-3)
+    assert c.p_value == pytest.approx(0.07939, abs=1e-5)
+    ref = sps.ttest_ind(DRUG1, DRUG2, equal_var=False)
+    assert c.p_value == pytest.approx(ref.pvalue, abs=1e-12)
+    lo, hi = ref.confidence_interval(0.95)
+    assert c.ci95 == pytest.approx((lo, hi), abs=1e-9)
+
+
+def test_paired_matches_the_textbook_and_scipy():
+    c = compare(DRUG1, DRUG2, paired=True)
+    # R: t.test(DRUG1, DRUG2, paired = TRUE): t = -4.0621, df = 9, p-value = 0.002833,
+    # 95 percent confidence interval: -2.4598858 -0.7001142
+    assert c.test == "paired" and c.df == 9
+    assert c.ci95[0] == pytest.approx(-2.4598858, abs=1e-6)
+    assert c.ci95[1] == pytest.approx(-0.7001142, abs=1e-6)
+    assert c.t == pytest.approx(-4.0621, abs=1e-4)
+    assert c.p_value == pytest.approx(0.002833, abs=1e-6)
+    assert c.p_value == pytest.approx(sps.ttest_rel(DRUG1, DRUG2).pvalue, abs=1e-12)
+
+
+def test_the_detectable_difference_has_the_stated_power():
+    c = compare(DRUG1, DRUG2, paired=True)
+    se = c.diff / c.t
+    assert power_at(c.detectable, se, c.df) == pytest.approx(0.8, abs=1e-9)
+    assert power_at(c.detectable * 0.5, se, c.df) < 0.8
+    # simulated: paired samples of the same spread whose true difference is the detectable one
+    rng = np.random.default_rng(0)
+    sd = se * np.sqrt(10)
+    d = rng.normal(c.detectable, sd, size=(20000, 10))
+    p = sps.ttest_1samp(d, 0.0, axis=1).pvalue
+    assert abs(np.mean(p < 0.05) - 0.8) < 0.015
+    # more seeds, a smaller detectable difference at the same spread
+    assert detectable_difference(sd / np.sqrt(40), 39) < c.detectable
+
+
+def test_holm_adjusts_like_the_textbook():
+    # R: p.adjust(c(0.01, 0.04, 0.03, 0.005), "holm") -> 0.03 0.06 0.06 0.02
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("a, b, paired, message", [
+    ([1.0], [1.0, 2.0], False, "a: at least 2 values"),
+    ([1.0, 2.0], [3.0], False, "b: at least 2 values"),
+    ([1.0, float("nan")], [1.0, 2.0], False, "finite"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0], True, "pairs need equal counts"),
+])
+def test_bad_input_is_one_clear_error(a, b, paired, message):
+    with pytest.raises(StatsError, match=message):
+        compare(a, b, paired=paired)
+
+
+def test_no_spread_gives_a_decided_or_null_result_without_dividing_by_zero():
+    assert compare([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    c = compare([2.0, 2.0], [1.0, 1.0])
+    assert c.p_value == 0.0 and c.ci95 == (1.0, 1.0)
