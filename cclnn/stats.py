@@ -76,6 +76,14 @@ def compare(a: Sequence[float], b: Sequence[float], paired: bool = False) -> Com
     return _t_test(diff, math.sqrt(se2), df, len(a), len(b), "paired" if paired else "welch")
 
 
+def compare_with_value(a: Sequence[float], value: float) -> Comparison:
+    """One-sample t-test of ``a`` against a fixed number (a method without seeds, such as
+    bicubic or published weights): Welch's test with no spread on that side."""
+    a = _check(a, "a")
+    mean, var = _mean_var(a)
+    return _t_test(mean - value, math.sqrt(var / len(a)), len(a) - 1.0, len(a), 1, "welch")
+
+
 def _t_test(diff: float, se: float, df: float, n_a: int, n_b: int, test) -> Comparison:
     from scipy import stats as sps  # scipy costs 0.3 s to import: only when numbers are compared
     if se == 0:  # identical values within each side: the data admit no error at all
@@ -93,7 +101,8 @@ def power_at(delta: float, se: float, df: float, alpha: float = ALPHA) -> float:
     from scipy import stats as sps
     crit = sps.t.ppf(1 - alpha / 2, df)
     nc = delta / se
-    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    wrong_side = float(sps.nct.cdf(-crit, df, nc))  # NaN where it underflows (large nc)
+    return float(sps.nct.sf(crit, df, nc)) + (0.0 if math.isnan(wrong_side) else wrong_side)
 
 
 def detectable_difference(se: float, df: float, power: float = POWER,

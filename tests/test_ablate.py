@@ -15,12 +15,13 @@ import torch
 from cclnn.data.images import write_image
 from cclnn.experiments import AblationError
 from cclnn.experiments.estimate import estimate
-from cclnn.experiments.report import validation_curves, write_tables
+from cclnn.experiments.report import study_facts, validation_curves, write_tables
 from cclnn.experiments.runner import exit_reason
 from cclnn.experiments.scoring import collect
 from cclnn.experiments.study import Study, plan_jobs, run_config
 from cclnn.experiments.suites import SUITES, Claim, only_rows
 from cclnn.experiments.verdicts import check_claim
+from cclnn.stats import compare, holm
 from cclnn.engine.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +138,7 @@ def test_run_configs_follow_the_scaled_protocol(tmp_path):
     assert config_from_dict(run_config(study, n5, 0)).model.options["contrast_ratio"] == 0.05
     # the CCLNN-S runs are one and the same in every suite that has them
     names = {s: {study.run_name(r, 0) for r in suite.rows if r.model == "cclnn-s"
-                 and not r.options and not r.overrides} for s, suite in SUITES.items()}
+                 and r.trained and not r.options and not r.overrides} for s, suite in SUITES.items()}
     assert names["table1"] == names["table2"] == names["table3"] == names["table4"] \
         == names["table5"] == {"cclnn-s_x2_b2000_s0"}
 
@@ -182,71 +183,121 @@ def test_exit_reasons_name_the_signal():
     assert exit_reason(-15) == "killed by SIGTERM"
 
 
-def _fake_metrics(study, key, seed, psnr5, **extra):
-    run = study.run_dir(f"{key}_x2_b{study.budget}_s{seed}")
+def _fake_metrics(study, key, seed, psnr5, per_image=None, **extra):
+    run = study.run_dir(f"{key}_x2_b{study.budget}_s{seed}" if seed is not None
+                        else f"{key}_x2")
     run.mkdir(parents=True, exist_ok=True)
     results = [{"dataset": "Set5", "scale": 2, "psnr": psnr5, "ssim": 0.9, "images": 5}]
+    if per_image:
+        results[0]["per_image"] = {name: [v, 0.9] for name, v in per_image.items()}
     (run / "metrics.json").write_text(json.dumps({"params": 1000, "seed": seed,
                                                   "wall_seconds": 60.0, "results": results,
                                                   **extra}))
 
 
-def test_claim_verdicts_compare_margins_with_the_seed_spread(tmp_path):
-    study = Study(out=tmp_path, budget=100, datasets=("Set5",))
+def _rows(suite):
+    return {r.key: r for r in suite.rows}
+
+
+TABLE2_SEEDS = [(35.00, 34.50, 34.95), (35.10, 34.62, 34.85), (35.05, 34.55, 34.93),
+                (35.12, 34.60, 34.90)]
+
+
+def test_claims_are_paired_t_tests_for_runs_that_share_their_start_holm_corrected(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1, 2, 3), datasets=("Set5",))
     suite = SUITES["table2"]
-    for seed, (c, t, n) in enumerate([(35.0, 34.5, 34.95), (35.1, 34.6, 34.85)]):
+    for seed, (c, t, n) in enumerate(TABLE2_SEEDS):
         _fake_metrics(study, "cclnn-s", seed, c)
         _fake_metrics(study, "cclnn-s-tsparse", seed, t)
         _fake_metrics(study, "cclnn-s-nsparse", seed, n)
     found = collect(study, suite)
-    best, order = (check_claim(study, c, found)["datasets"]["Set5"] for c in suite.claims)
-    # CCLNN 35.05 vs NSparse 34.90: margin 0.15 > largest range 0.10 -> holds
-    assert best["verdict"] == "holds" and best["margin"] == pytest.approx(0.15)
-    assert best["spread"] == pytest.approx(0.1)
-    assert order["verdict"] == "holds"  # NSparse 34.90 vs TSparse 34.55
-    path = write_tables(study, suite)
-    text = path.read_text()
-    assert "| CCLNN-S | 0.001 M | 35.05 ± 0.05 / 0.9000 | 2 | 1 min |" in text
-    assert "Training wall time of the runs found: 0.10 h." in text
+    best, order = (check_claim(c, _rows(suite), found) for c in suite.claims)
+    # CCLNN-S, TSparse and NSparse are one network with different losses: paired over seeds
+    assert [t["test"] for t in best["tests"]] == ["paired", "paired"]
+    c = [x[0] for x in TABLE2_SEEDS]
+    expected = [compare(c, [x[k] for x in TABLE2_SEEDS], paired=True) for k in (1, 2)]
+    assert [t["p_value"] for t in best["tests"]] == [e.p_value for e in expected]
+    assert [t["p_holm"] for t in best["tests"]] == holm([e.p_value for e in expected])
+    assert best["tests"][1]["diff"] == pytest.approx(0.16)
+    assert best["verdict"] == "holds" and order["verdict"] == "holds"
+    text = write_tables(study, suite).read_text()
+    assert "| CCLNN-S | 0.001 M | 35.07 ± 0.05 / 0.9000 | 4 | 1 min |" in text
+    assert "- Paper: CCLNN-L is the best of the three. Here: holds." in text
+    assert "| Set5 | CCLNN-S > CCLNN-S-NSparse | paired | 4 / 4 | +0.160 |" in text
+    assert "Training wall time of the runs found: 0.20 h." in text
+    summary = json.loads((study.out / "table2_x2_b100.json").read_text())
+    row = summary["rows"][0]
+    assert row["seeds"] == [0, 1, 2, 3] and row["datasets"]["Set5"]["psnr_per_seed"] == c
     # a seed trained on a GPU: its wall time is shown apart, never averaged with the CPU's
     _fake_metrics(study, "cclnn-s", 1, 35.1, wall_seconds=180.0, devices=["cpu", "cuda (X)"])
     text = write_tables(study, suite).read_text()
-    assert "| CCLNN-S | 0.001 M | 35.05 ± 0.05 / 0.9000 | 2 | 1 min; 3 min (GPU) |" in text
-    assert "found: 0.08 h, plus 3 min on a GPU (runs marked GPU)." in text
-
-    (study.run_dir("cclnn-s-nsparse_x2_b100_s1") / "metrics.json").unlink()
-    _fake_metrics(study, "cclnn-s-nsparse", 1, 35.1)  # now NSparse 35.025: within the spread
-    best = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
-    assert best["verdict"] == "holds on the means, within the seed spread"
+    assert "| CCLNN-S | 0.001 M | 35.07 ± 0.05 / 0.9000 | 4 | 1 min; 3 min (GPU) |" in text
+    assert "found: 0.18 h, plus 3 min on a GPU (runs marked GPU)." in text
 
 
-def test_claims_compare_rows_on_the_seeds_they_share(tmp_path):
-    study = Study(out=tmp_path, budget=100, datasets=("Set5",))
-    suite = SUITES["table2"]
-    _fake_metrics(study, "cclnn-s", 0, 35.0)
-    _fake_metrics(study, "cclnn-s", 1, 34.8)  # a poor second seed the other rows do not have yet
-    _fake_metrics(study, "cclnn-s-tsparse", 0, 34.98)
-    _fake_metrics(study, "cclnn-s-nsparse", 0, 34.99)
-    result = check_claim(study, suite.claims[0], collect(study, suite))
-    assert result["seeds"] == [0]
-    assert result["datasets"]["Set5"]["margin"] == pytest.approx(0.01)  # not 34.9 - 34.99
-    assert result["datasets"]["Set5"]["spread"] == pytest.approx(0.2)  # CCLNN-S's seed range
-    text = write_tables(study, suite).read_text()
-    assert ("Here (seed 0): Set5: holds on the means, within the seed spread (margin +0.010 dB"
-            in text)
-    assert "`--set`" not in text
-    other = dataclasses.replace(study, overrides=("model.options.rgb_range=1",))
-    assert ("Every trained run with `model.options.rgb_range=1` (`--set`)."
-            in write_tables(other, suite).read_text())
-    _fake_metrics(study, "cclnn-s-tsparse", 1, 34.7)  # NSparse has no seed 1 yet: still seed 0
-    assert check_claim(study, suite.claims[1], collect(study, suite))["seeds"] == [0]
-    # judged on seed 0, but TSparse's own seed range (0.28) still bounds what a margin means
-    order = check_claim(study, suite.claims[1], collect(study, suite))["datasets"]["Set5"]
-    assert order["margin"] == pytest.approx(0.01) and order["spread"] == pytest.approx(0.28)
-    # ... and only where TSparse is compared: CCLNN-S vs NSparse decides the first claim
-    best = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
-    assert (best["better"], best["worse"]) == ("cclnn-s", "cclnn-s-nsparse")
-    assert best["spread"] == pytest.approx(0.2)
+def test_a_significant_pair_against_the_claim_contradicts_it_and_noise_is_undecided(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1, 2, 3), datasets=("Set5",))
+    for key, values in [("cclnn-s", (35.0, 35.1, 35.05, 35.08)),
+                        ("divanet-s", (35.3, 35.4, 35.35, 35.32)),
+                        ("vdsr", (36.9, 35.6, 34.0, 33.9)), ("edsr-s", (34.9, 35.0, 34.95, 34.9))]:
+        for seed, value in enumerate(values):
+            _fake_metrics(study, key, seed, value)
+    rows = _rows(SUITES["table5"])
+    found = collect(study, SUITES["table5"])
+    claim = Claim("CCLNN is the best", ("cclnn-s",), ("divanet-s", "vdsr", "edsr-s"))
+    result = check_claim(claim, rows, found)
+    assert result["verdict"] == "contradicted"
+    # different networks: Welch's test on the seeds
+    divanet = result["tests"][0]
+    assert divanet["test"] == "welch" and divanet["diff"] == pytest.approx(-0.285)
+    assert divanet["p_value"] == compare((35.0, 35.1, 35.05, 35.08),
+                                         (35.3, 35.4, 35.35, 35.32)).p_value
+    assert divanet["p_holm"] < 0.05
+    # without DiVANet-S: VDSR's seeds scatter, EDSR-S is behind: nothing decided
+    claim = Claim("CCLNN is the best", ("cclnn-s",), ("vdsr", "edsr-s"))
+    result = check_claim(claim, rows, found)
+    assert result["verdict"] == "undecided"
+    vdsr = result["tests"][0]
+    assert vdsr["p_value"] > 0.05 and vdsr["detectable"] > abs(vdsr["diff"])
+
+
+def test_rows_without_seeds_are_fixed_numbers_and_one_seed_decides_nothing(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1, 2), datasets=("Set5",))
+    for seed, value in enumerate((35.0, 35.1, 35.2)):
+        _fake_metrics(study, "cclnn-s", seed, value)
+    _fake_metrics(study, "bicubic", None, 33.6)
+    _fake_metrics(study, "edsr-s", 0, 35.0)
+    rows = _rows(SUITES["table5"])
+    found = collect(study, SUITES["table5"])
+    result = check_claim(Claim("beats bicubic", ("cclnn-s",), ("bicubic",)), rows, found)
+    assert result["tests"][0]["test"] == "welch" and result["tests"][0]["n_b"] == 1
+    assert result["tests"][0]["diff"] == pytest.approx(1.5) and result["verdict"] == "holds"
+    result = check_claim(Claim("edsr", ("cclnn-s",), ("edsr-s",)), rows, found)
+    assert result["tests"][0]["test"] == "too few seeds"
+    assert result["verdict"] == "undecided (too few seeds)"
+
+
+def test_per_image_differences_are_reported_per_seed_apart_from_the_verdict(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1), datasets=("Set5",))
+    a = {"bird": 36.0, "baby": 35.0, "head": 34.0, "woman": 33.0}
+    b = {"bird": 35.9, "baby": 34.95, "head": 33.92, "woman": 32.93}
+    for seed in (0, 1):
+        _fake_metrics(study, "cclnn-s", seed, 35.0 + seed / 10, per_image=a)
+        _fake_metrics(study, "edsr-s", seed, 35.05 - seed / 10, per_image=b)
+    found = collect(study, SUITES["table1"])
+    claim = Claim("x", ("cclnn-s",), ("edsr-s",))
+    test = check_claim(claim, _rows(SUITES["table1"]), found)["tests"][0]
+    assert [x["seed"] for x in test["per_image"]] == [0, 1]
+    first = test["per_image"][0]
+    assert first["images"] == 4 and first["diff"] == pytest.approx(0.075)
+    assert first["p_value"] == compare(list(a.values()), list(b.values()), paired=True).p_value
+
+
+def test_study_facts_name_attention_widths_and_value_ranges():
+    facts = study_facts(SUITES["table5"])
+    assert "CCLNN-S: channel attention with 8 hidden units (r = 4)" in facts
+    assert "RCAN-S: channel attention with 8 hidden units (r = 4)" in facts
+    assert "EDSR-S, RCAN-S, NLSN-S, CCLNN-S in [0, 1]" in facts
 
 
 def test_curves_use_finished_runs_only(tmp_path):
@@ -261,44 +312,3 @@ def test_curves_use_finished_runs_only(tmp_path):
     assert [p["mean"] for p in curves["CCLNN-S"]] == [30.0, 35.0]
 
 
-def test_single_seed_rows_use_the_largest_seed_spread_of_the_suite(tmp_path):
-    study = Study(out=tmp_path, budget=100, seeds=(0,), datasets=("Set5",))
-    _fake_metrics(study, "cclnn-s", 0, 35.0)
-    _fake_metrics(study, "cclnn-s", 1, 35.2)  # a second seed from Table 1: range 0.2
-    for key, value in [("cclnn-s-n05", 34.9), ("cclnn-s-n25", 35.1), ("cclnn-s-n35", 34.5),
-                       ("cclnn-s-n45", 34.0)]:
-        _fake_metrics(study, key, 0, value)
-    suite = SUITES["table3"]
-    verdict = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
-    assert verdict["margin"] == pytest.approx(-0.1) and verdict["spread"] == pytest.approx(0.2)
-    assert verdict["verdict"] == "does not hold on the means, within the seed spread"
-    _fake_metrics(study, "cclnn-s-n45", 1, 34.6)  # a noisy row outside the deciding pair
-    verdict = check_claim(study, suite.claims[0], collect(study, suite))["datasets"]["Set5"]
-    assert verdict["margin"] == pytest.approx(-0.1) and verdict["spread"] == pytest.approx(0.2)
-    # a pair of two one-seed rows is judged by the widest range of any row of the suite
-    for key, values in [("cclnn-s-lambda4e-3", (34.9, 34.4)), ("cclnn-s-lambda6e-3", (34.8,)),
-                        ("cclnn-s-lambda8e-3", (34.5,))]:
-        for seed, value in enumerate(values):
-            _fake_metrics(study, key, seed, value)
-    suite = SUITES["table4"]
-    verdict = check_claim(study, suite.claims[1], collect(study, suite))["datasets"]["Set5"]
-    assert (verdict["better"], verdict["worse"]) == ("cclnn-s-lambda6e-3", "cclnn-s-lambda8e-3")
-    assert verdict["margin"] == pytest.approx(0.3) and verdict["spread"] == pytest.approx(0.5)
-    assert verdict["verdict"] == "holds on the means, within the seed spread"
-    text = write_tables(study, suite).read_text()
-    assert "(margin +0.300 dB, lambda = 6e-3 over lambda = 8e-3, seed range 0.500 dB)" in text
-
-
-def test_a_claim_fails_on_one_pair_beyond_its_own_spread(tmp_path):
-    """One row beating the claimed best by more than the two rows' seed ranges refutes the
-    claim, even when a third row's seeds differ by more (a failed start, say)."""
-    study = Study(out=tmp_path, budget=100, datasets=("Set5",))
-    for key, values in [("cclnn-s", (35.0, 35.1)), ("divanet-s", (35.3, 35.4)),
-                        ("vdsr", (36.9, 35.6)), ("edsr-s", (34.9, 35.0))]:
-        for seed, value in enumerate(values):
-            _fake_metrics(study, key, seed, value)
-    claim = Claim("CCLNN is the best", ("cclnn-s",), ("divanet-s", "vdsr", "edsr-s"))
-    verdict = check_claim(study, claim, collect(study, SUITES["table5"]))["datasets"]["Set5"]
-    assert verdict["verdict"] == "does not hold"
-    assert (verdict["worse"], verdict["margin"]) == ("divanet-s", pytest.approx(-0.3))
-    assert verdict["spread"] == pytest.approx(0.1)

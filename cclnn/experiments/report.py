@@ -5,11 +5,13 @@ import csv
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..analysis import save_figure
 from ..analysis.plots import band_figure
 from ..engine.config import write_text_if_changed
+from ..models.registry import model_config
+from ..stats import ALPHA, POWER
 from .scoring import collect, values_of
 from .study import Study
 from .suites import Suite
@@ -17,9 +19,8 @@ from .verdicts import check_claim
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
-    """(mean, range) over the seeds; the range is 0 for one seed."""
-    return statistics.fmean(values), max(values) - min(values)
-
+    """(mean, sample standard deviation) over the seeds; the deviation is 0 for one seed."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _wall_kind(record: dict) -> str:
@@ -29,18 +30,37 @@ def _wall_kind(record: dict) -> str:
     return "gpu" if any(d.startswith("cuda") for d in record.get("devices", [])) else "cpu"
 
 
-def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> tuple[str, dict]:
-    datasets = [Path(d).name for d in study.datasets]
-    lines = [f"### {suite.title} (x{study.scale}, {study.budget} iterations per run)", ""]
-    if study.overrides:  # a table must say how it differs from the suite's protocol
-        lines += ["Every trained run with " + ", ".join(f"`{o}`" for o in study.overrides)
-                  + " (`--set`).", ""]
-    lines += ["| Network | Params | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets)
-              + " | Seeds | Wall time / run |",
-              "|---|---:|" + "---:|" * len(datasets) + "---:|---:|"]
-    summary: dict[str, Any] = {"suite": suite.name, "scale": study.scale, "budget": study.budget,
-                               "overrides": list(study.overrides), "rows": [], "claims": []}
-    wall_total = {"cpu": 0.0, "gpu": 0.0}
+def _attention_width(config) -> Optional[tuple[int, int]]:
+    """(hidden units, reduction) of a network's channel attention; None without one."""
+    r = getattr(config, "cca_reduction", None)
+    if r is not None and getattr(config, "branches", "both") == "nonlocal":
+        r = None
+    if r is None and type(config).__name__ == "RCANConfig":
+        r = config.reduction
+    return (config.channels // r, r) if r else None
+
+
+def study_facts(suite: Suite) -> str:
+    """What a reader needs to know of the study networks: attention widths, value ranges."""
+    widths, ranges = {}, {}
+    for row in suite.rows:
+        if not row.trained:
+            continue
+        config = model_config(row.model, **dict(row.options))
+        if (width := _attention_width(config)) is not None:
+            widths[row.label] = width
+        if hasattr(config, "rgb_range"):
+            ranges.setdefault(f"[0, {config.rgb_range:g}]", []).append(row.label)
+    facts = [f"{label}: channel attention with {w} hidden units (r = {r})"
+             for label, (w, r) in widths.items()]
+    facts += [f"{', '.join(labels)} in {rng}" for rng, labels in ranges.items()]
+    return "Study networks: " + "; ".join(facts) + "." if facts else ""
+
+
+def _row_lines(suite: Suite, found, datasets, summary, wall_total) -> list[str]:
+    lines = ["| Network | Params | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets)
+             + " | Seeds | Wall time / run |",
+             "|---|---:|" + "---:|" * len(datasets) + "---:|---:|"]
     for row in suite.rows:
         records = found[row.key]
         if not records:
@@ -50,48 +70,77 @@ def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> 
         cells, entry = [], {"key": row.key, "label": row.label, "params": records[0]["params"],
                             "seeds": [r.get("seed") for r in records], "datasets": {}}
         for d in datasets:
-            p_mean, p_range = _summary(values_of(records, d, "psnr"))
-            s_mean, s_range = _summary(values_of(records, d, "ssim"))
-            spread = f" ± {p_range / 2:.2f}" if len(records) > 1 else ""
+            psnrs, ssims = values_of(records, d, "psnr"), values_of(records, d, "ssim")
+            p_mean, p_sd = _summary(psnrs)
+            s_mean, s_sd = _summary(ssims)
+            spread = f" ± {p_sd:.2f}" if len(records) > 1 else ""
             cells.append(f"{p_mean:.2f}{spread} / {s_mean:.4f}")
-            entry["datasets"][d] = {"psnr": p_mean, "psnr_range": p_range, "ssim": s_mean,
-                                    "ssim_range": s_range,
-                                    "psnr_per_seed": values_of(records, d, "psnr")}
+            entry["datasets"][d] = {"psnr": p_mean, "psnr_sd": p_sd,
+                                    "psnr_range": max(psnrs) - min(psnrs), "ssim": s_mean,
+                                    "ssim_sd": s_sd, "psnr_per_seed": psnrs}
         walls = {"cpu": [], "gpu": []}
         for r in records:
             if "wall_seconds" in r:
                 walls[_wall_kind(r)].append(r["wall_seconds"])
         per_kind = [f"{statistics.fmean(w) / 60:.0f} min" + (" (GPU)" if kind == "gpu" else "")
-                   for kind, w in walls.items() if w]
-        wall = "; ".join(per_kind) or "-"
+                    for kind, w in walls.items() if w]
         for kind, w in walls.items():
             wall_total[kind] += sum(w)
         params = f"{records[0]['params'] / 1e6:.3f} M" if records[0]["params"] else "-"
-        seeds = str(len(records)) if row.trained else "-"
-        lines.append(f"| {row.label} | {params} | " + " | ".join(cells) + f" | {seeds} | {wall} |")
+        seeds = str(len(records)) if row.seeded else "-"
+        lines.append(f"| {row.label} | {params} | " + " | ".join(cells)
+                     + f" | {seeds} | {'; '.join(per_kind) or '-'} |")
         summary["rows"].append(entry)
-    lines += ["", "± is half the PSNR range over the seeds (with two seeds: each seed's distance "
-              "from the mean).", ""]
-    labels = {row.key: row.label for row in suite.rows}
+    return lines
+
+
+def _claim_lines(suite: Suite, found, summary) -> list[str]:
+    rows = {row.key: row for row in suite.rows}
+    lines = ["Claims: each pair a t-test on the per-seed PSNR (paired where the runs of a seed "
+             "share initial weights and batches, else Welch's; a row without seeds is a fixed "
+             f"number), Holm-corrected within the claim at alpha = {ALPHA}. Detectable: the "
+             f"true difference the test would find with {POWER:.0%} power. Per image: the "
+             "paired test over the test images within one seed - these trained instances, not "
+             "the architectures.", ""]
     for claim in suite.claims:
-        result = check_claim(study, claim, found)
+        result = check_claim(claim, rows, found)
         summary["claims"].append(result)
-        parts = []
-        for d, v in result["datasets"].items():
-            if "margin" in v:
-                spread = "unknown" if v["spread"] is None else f"{v['spread']:.3f} dB"
-                rows = (f", {labels[v['better']]} over {labels[v['worse']]}"
-                        if len(claim.better) * len(claim.worse) > 1 else "")
-                parts.append(f"{d}: {v['verdict']} (margin {v['margin']:+.3f} dB{rows}, seed "
-                             f"range {spread})")
-            else:
-                parts.append(f"{d}: {v['verdict']}")
-        seeds = (f" (seed{'s' if len(result['seeds']) > 1 else ''} "
-                 f"{', '.join(map(str, result['seeds']))})" if result["seeds"] else "")
-        lines.append(f"- Paper: {claim.text}. Here{seeds}: " + "; ".join(parts) + ".")
+        lines += [f"- Paper: {claim.text}. Here: {result['verdict']}.", "",
+                  "| Set | Pair | Test | Seeds | Difference (dB) | 95 % CI | p | p (Holm) "
+                  "| Detectable (dB) | Per image (instances) |",
+                  "|---|---|---|---|---:|---|---:|---:|---:|---|"]
+        for t in result["tests"]:
+            pair = f"{rows[t['better']].label} > {rows[t['worse']].label}"
+            images = ", ".join(f"s{x['seed']} {x['diff']:+.3f} (p {x['p_value']:.2g})"
+                               for x in t["per_image"]) or "-"
+            if "p_value" not in t:
+                lines.append(f"| {t['dataset']} | {pair} | {t['test']} | | | | | | | {images} |")
+                continue
+            lines.append(f"| {t['dataset']} | {pair} | {t['test']} | {t['n_a']} / {t['n_b']} | "
+                         f"{t['diff']:+.3f} | [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}] | "
+                         f"{t['p_value']:.3g} | {t['p_holm']:.3g} | {t['detectable']:.3f} | "
+                         f"{images} |")
+        lines.append("")
+    return lines
+
+
+def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> tuple[str, dict]:
+    datasets = [Path(d).name for d in study.datasets]
+    lines = [f"### {suite.title} (x{study.scale}, {study.budget} iterations per run)", ""]
+    if study.overrides:  # a table must say how it differs from the suite's protocol
+        lines += ["Every trained run with " + ", ".join(f"`{o}`" for o in study.overrides)
+                  + " (`--set`).", ""]
+    facts = study_facts(suite)
+    lines += [facts, ""] if facts else []
+    summary: dict[str, Any] = {"suite": suite.name, "scale": study.scale, "budget": study.budget,
+                               "overrides": list(study.overrides), "rows": [], "claims": []}
+    wall_total = {"cpu": 0.0, "gpu": 0.0}
+    lines += _row_lines(suite, found, datasets, summary, wall_total)
+    lines += ["", "± is the sample standard deviation of the PSNR over the seeds.", ""]
+    lines += _claim_lines(suite, found, summary)
     gpu = (f", plus {wall_total['gpu'] / 60:.0f} min on a GPU (runs marked GPU)"
            if wall_total["gpu"] else "")
-    lines += ["", f"Training wall time of the runs found: {wall_total['cpu'] / 3600:.2f} h{gpu}."]
+    lines += [f"Training wall time of the runs found: {wall_total['cpu'] / 3600:.2f} h{gpu}."]
     summary["wall_hours"] = wall_total["cpu"] / 3600
     if wall_total["gpu"]:
         summary["gpu_wall_hours"] = wall_total["gpu"] / 3600
@@ -99,7 +148,7 @@ def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> 
 
 
 def validation_curves(study: Study, suite: Suite) -> list[tuple[str, list[dict]]]:
-    """(label, [{iteration, mean, low, high}]) of Set5 validation PSNR over the seeds of the
+    """(label, [{iteration, mean, low, high}]) of validation PSNR over the seeds of the
     finished runs (as the table: an interrupted run's first points would skew the mean)."""
     curves = []
     for row in suite.rows:
@@ -121,6 +170,19 @@ def validation_curves(study: Study, suite: Suite) -> list[tuple[str, list[dict]]
     return curves
 
 
+def validation_set(study: Study, suite: Suite) -> str:
+    """The name the runs' val_log.csv gives their validation images (Set5, or a held-out
+    split such as SunHays80[71-80])."""
+    for row in suite.rows:
+        for seed in study.seeds if row.trained else ():
+            path = study.run_dir(study.run_name(row, seed)) / "val_log.csv"
+            if path.is_file():
+                with open(path, newline="") as f:
+                    for rec in csv.DictReader(f):
+                        return rec["dataset"]
+    return "no"
+
+
 def write_tables(study: Study, suite: Suite) -> Path:
     found = collect(study, suite)
     text, summary = table_markdown(study, suite, found)
@@ -129,7 +191,8 @@ def write_tables(study: Study, suite: Suite) -> Path:
     write_text_if_changed(stem.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     curves = validation_curves(study, suite)
     if curves:
-        fig = band_figure(curves, f"{suite.title} - Set5 x{study.scale} validation")
+        fig = band_figure(curves, f"{suite.title} - {validation_set(study, suite)} "
+                                  f"x{study.scale} validation")
         save_figure(fig, stem.with_suffix(".png"))
     return stem.with_suffix(".md")
 

@@ -54,6 +54,14 @@ def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None) 
     torch.set_num_threads(study.threads_per_job())
     with StopRequest() as stop:
         failed += _train_pending(study, pending, benchmarks, stop, log)
+    torch.set_num_threads(study.threads_per_job() * study.jobs)  # the threads training had
+    for job in jobs:
+        if job.state == "ensemble":
+            if score_job(study, job, benchmarks) is None:
+                log(f"{job.name}: not scored yet ({job.row.ensemble_of.label} seed {job.seed} "
+                    f"has no final weights)")
+            else:
+                log(f"{job.name}: scored")
     write_tables(study, suite)
     return failed
 

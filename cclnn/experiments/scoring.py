@@ -25,9 +25,9 @@ def test_sets(study: Study):
 
 
 def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
-    """Score the final weights of a finished run (or a fixed method) and write metrics.json;
-    None for a fixed row that cannot be scored here (no weights, another scale)."""
-
+    """Score the final weights of a finished run (or a fixed method, or the self-ensemble of a
+    run) and write metrics.json; None for a row that cannot be scored (yet): no weights here,
+    another scale, a source run without final weights."""
     run = study.run_dir(job.name)
     row = job.row
     record: dict[str, Any] = {"run": job.name, "row": row.key, "model": row.model,
@@ -37,7 +37,13 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
         record["params"] = 0
     else:
         model = build_model(row.model, study.scale, **dict(row.options))
-        if row.trained:
+        if row.ensemble_of is not None:
+            source = study.run_dir(study.run_name(row.ensemble_of, job.seed))
+            if not (source / "final.safetensors").is_file():
+                return None
+            load_weights(model, source / "final.safetensors")
+            record.update(seed=job.seed, budget=study.budget, ensemble_of=source.name)
+        elif row.trained:
             state = torch.load(run / "latest.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             record.update(seed=job.seed, budget=study.budget, iterations=state["iteration"],
@@ -52,7 +58,8 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
             record["weights"] = str(path)
         record["params"] = count_parameters(row.model, study.scale, **dict(row.options))
         model.eval()
-        sr_fn = lambda lr: super_resolve(model, lr, study.scale)  # noqa: E731
+        ensemble = row.ensemble_of is not None
+        sr_fn = lambda lr: super_resolve(model, lr, study.scale, ensemble=ensemble)  # noqa: E731
     record["results"] = [evaluate(sr_fn, b, progress=False).as_dict(per_image=True)
                          for b in benchmarks]
     run.mkdir(parents=True, exist_ok=True)
@@ -71,7 +78,7 @@ def collect(study: Study, suite: Suite) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for row in suite.rows:
         records = []
-        for seed in (study.seeds if row.trained else (None,)):
+        for seed in (study.seeds if row.seeded else (None,)):
             path = study.run_dir(study.run_name(row, seed)) / "metrics.json"
             if path.is_file():
                 try:

@@ -43,7 +43,7 @@ class Study:
         return train, {"hr": last, "first": count - self.hold_out + 1}
 
     def run_name(self, row: Row, seed: Optional[int]) -> str:
-        if not row.trained:
+        if not row.seeded:
             return f"{row.key}_x{self.scale}"
         return f"{row.key}_x{self.scale}_b{self.budget}_s{seed}"
 
@@ -94,7 +94,7 @@ class Job:
     row: Row
     seed: Optional[int]
     name: str
-    state: str  # "done", "resume", "new", "fixed"
+    state: str  # "done", "resume", "new", "fixed", "ensemble"
 
 
 def plan_jobs(study: Study, suite: Suite) -> list[Job]:
@@ -102,11 +102,13 @@ def plan_jobs(study: Study, suite: Suite) -> list[Job]:
     a run directory whose config differs from the one this invocation would use."""
     jobs = []
     for row in suite.rows:
-        for seed in (study.seeds if row.trained else (None,)):
+        for seed in (study.seeds if row.seeded else (None,)):
             name = study.run_name(row, seed)
             run = study.run_dir(name)
             if (run / "metrics.json").is_file():
                 state = "done"
+            elif row.ensemble_of is not None:
+                state = "ensemble"  # scored once its source run has final weights
             elif not row.trained:
                 state = "fixed"
             else:

@@ -1,86 +1,103 @@
-"""The paper's claims checked against the runs: margins against the seed-to-seed spread."""
+"""The paper's claims tested on the runs, with seeds as the unit.
+
+A claim says every row of ``better`` beats every row of ``worse`` on some test sets. Each such
+pair on each set is a t-test on the rows' per-seed PSNR: paired where the two runs of a seed
+share their initial weights and batches (the same network, differing only in the loss), else
+Welch's; a row without seeds (bicubic, official weights) is a fixed number. The p-values of
+all a claim's tests are Holm-corrected together. The claim *holds* when every test is
+significant in its favour, *is contradicted* when any is significant against it, and is
+*undecided* otherwise (or when a row has fewer than two seeds).
+
+Per-image differences within one seed (each test image a pair) are reported beside it: they
+describe the trained instances, not the architectures, and decide nothing.
+"""
 from __future__ import annotations
 
-import json
-import statistics
 from typing import Optional
 
-from .scoring import values_of
-from .study import Study
-from .suites import Claim
+from ..stats import ALPHA, Comparison, compare, compare_with_value, holm
+from .suites import Claim, Row
+
+LOSS_OPTIONS = frozenset({"aux_loss", "contrast_ratio", "contrast_margin"})
 
 
-def seed_range(study: Study, key: str, dataset: str) -> Optional[float]:
-    """Seed-to-seed PSNR range of one row at this budget over every seed on disk (a suite run
-    with ``--seeds 0`` still knows the spread its rows showed in another suite); None below two."""
-    values = []
-    for path in sorted((study.out / "runs").glob(
-            f"{key}_x{study.scale}_b{study.budget}_s*/metrics.json")):
-        values += values_of([json.loads(path.read_text())], dataset, "psnr")
-    return max(values) - min(values) if len(values) > 1 else None
+def shares_initialisation(a: Row, b: Row) -> bool:
+    """Runs of one seed start from the same weights and see the same batches: the same network
+    with the same parameters (only the loss, its options or its weight may differ)."""
+    if not (a.trained and b.trained) or a.model != b.model:
+        return False
+    def architecture(row):
+        return {k: v for k, v in row.options.items() if k not in LOSS_OPTIONS}
+    return architecture(a) == architecture(b)
 
 
-def _widest_range(study: Study, keys, dataset: str) -> Optional[float]:
-    ranges = [r for k in keys if (r := seed_range(study, k, dataset)) is not None]
-    return max(ranges) if ranges else None
+def psnr_by_seed(records: list[dict], dataset: str) -> dict[Optional[int], float]:
+    return {rec.get("seed"): r["psnr"] for rec in records for r in rec["results"]
+            if r["dataset"] == dataset}
 
 
-def _paired(found: dict[str, list[dict]], keys) -> tuple[list[int], dict[str, list[dict]]]:
-    """The seeds every trained row of ``keys`` has, and the rows' runs cut to them, so that a
-    claim compares like with like (rows of one seed share its initialisation and data order);
-    rows not trained (bicubic, official weights) are kept as they are."""
-    seed_sets = [{r["seed"] for r in found.get(k, [])} for k in keys
-                 if any(r.get("seed") is not None for r in found.get(k, []))]
-    common = set.intersection(*seed_sets) if seed_sets else set()
-    return sorted(common), {k: [r for r in found.get(k, [])
-                                if r.get("seed") is None or r["seed"] in common] for k in keys}
-
-
-def check_claim(study: Study, claim: Claim, found: dict[str, list[dict]]) -> dict:
-    """Verdict of one claim per dataset, judged pair by pair ("A beats B" for every row A of
-    'better' and B of 'worse'): the margin mean(A) - mean(B) over the seeds all the claim's rows
-    have, against the larger seed-to-seed range of the two rows (over all their seeds: a row cut
-    to the shared seeds keeps its spread) or, where both have one seed, the largest range of any
-    row of the suite. The claim holds when every pair does, and does not hold when any pair fails
-    by more than its spread: one noisy row cannot blur a comparison it is not part of. The
-    margin, spread and rows reported are the deciding pair's."""
-    out = {"claim": claim.text, "datasets": {}}
-    keys = claim.better + claim.worse
-    out["seeds"], paired = _paired(found, keys)
-    for dataset in claim.datasets:
-        means = {}
-        for key in keys:
-            values = values_of(paired.get(key, []), dataset, "psnr")
-            if not values:
-                break
-            means[key] = statistics.fmean(values)
-        else:
-            ranges = {k: seed_range(study, k, dataset) for k in keys}  # read once per dataset
-            suite_range = None
-            pairs = []  # (margin, spread or None, better row, worse row)
-            for a in claim.better:
-                for b in claim.worse:
-                    known = [r for r in (ranges[a], ranges[b]) if r is not None]
-                    if not known and suite_range is None:
-                        suite_range = _widest_range(study, found, dataset)
-                    pairs.append((means[a] - means[b], max(known) if known else suite_range,
-                                  a, b))
-            failed = [p for p in pairs if p[1] is not None and p[0] < -p[1]]
-            if failed:  # the clearest refutation decides
-                margin, spread, a, b = min(failed, key=lambda p: p[0] + p[1])
-                verdict = "does not hold"
-            elif all(p[1] is not None and p[0] > p[1] for p in pairs):
-                margin, spread, a, b = min(pairs, key=lambda p: p[0] - p[1])
-                verdict = "holds"
-            else:
-                margin, spread, a, b = min(pairs, key=lambda p: p[0])
-                verdict = "holds" if margin > 0 else "does not hold"
-                verdict += (" (one seed, spread unknown)" if spread is None
-                            else " on the means, within the seed spread")
-            out["datasets"][dataset] = {
-                "margin": round(margin, 4), "verdict": verdict, "better": a, "worse": b,
-                "spread": None if spread is None else round(spread, 4)}
+def _per_image(records_a: list[dict], records_b: list[dict], dataset: str) -> list[dict]:
+    """Per seed both rows have: the paired t-test over the test images."""
+    def images(records):
+        return {rec.get("seed"): r.get("per_image", {}) for rec in records for r in rec["results"]
+                if r["dataset"] == dataset}
+    by_a, by_b = images(records_a), images(records_b)
+    out = []
+    for seed in sorted(s for s in by_a if s in by_b and s is not None):
+        names = sorted(set(by_a[seed]) & set(by_b[seed]))
+        if len(names) < 2:
             continue
-        out["datasets"][dataset] = {"verdict": "incomplete (runs missing)"}
+        c = compare([by_a[seed][n][0] for n in names], [by_b[seed][n][0] for n in names],
+                    paired=True)
+        out.append({"seed": seed, "images": len(names), "diff": round(c.diff, 4),
+                    "p_value": c.p_value})
     return out
 
+
+def test_pair(row_a: Row, row_b: Row, records_a: list[dict], records_b: list[dict],
+              dataset: str) -> Optional[Comparison]:
+    """The t-test of 'row_a beats row_b' on ``dataset``; None with fewer than two seeds."""
+    a, b = psnr_by_seed(records_a, dataset), psnr_by_seed(records_b, dataset)
+    if not a or not b:
+        return None
+    if not row_b.seeded and row_a.seeded and len(a) > 1:
+        return compare_with_value(list(a.values()), next(iter(b.values())))
+    if not row_a.seeded and row_b.seeded and len(b) > 1:
+        c = compare_with_value(list(b.values()), next(iter(a.values())))
+        return Comparison(-c.diff, (-c.ci95[1], -c.ci95[0]), c.p_value, 1, c.n_a, c.test,
+                          c.detectable, -c.t, c.df)
+    common = sorted(s for s in a if s in b)
+    if shares_initialisation(row_a, row_b) and len(common) > 1:
+        return compare([a[s] for s in common], [b[s] for s in common], paired=True)
+    if len(a) > 1 and len(b) > 1:
+        return compare(list(a.values()), list(b.values()))
+    return None
+
+
+def check_claim(claim: Claim, rows: dict[str, Row], found: dict[str, list[dict]]) -> dict:
+    """Every pair's test, Holm-adjusted over the claim, and the verdict (see the module)."""
+    tests = []
+    for dataset in claim.datasets:
+        for a in claim.better:
+            for b in claim.worse:
+                c = test_pair(rows[a], rows[b], found.get(a, []), found.get(b, []), dataset)
+                entry = {"dataset": dataset, "better": a, "worse": b}
+                if c is None:
+                    entry["test"] = "too few seeds"
+                else:
+                    entry.update(test=c.test, n_a=c.n_a, n_b=c.n_b, diff=round(c.diff, 4),
+                                 ci95=[round(c.ci95[0], 4), round(c.ci95[1], 4)],
+                                 p_value=c.p_value, detectable=round(c.detectable, 4))
+                entry["per_image"] = _per_image(found.get(a, []), found.get(b, []), dataset)
+                tests.append(entry)
+    done = [t for t in tests if "p_value" in t]
+    for t, p in zip(done, holm([t["p_value"] for t in done])):
+        t["p_holm"] = p
+    significant = [t for t in done if t["p_holm"] < ALPHA]
+    if any(t["diff"] < 0 for t in significant):
+        verdict = "contradicted"
+    elif len(significant) == len(tests) and all(t["diff"] > 0 for t in significant):
+        verdict = "holds"
+    else:
+        verdict = "undecided" + (" (too few seeds)" if len(done) < len(tests) else "")
+    return {"claim": claim.text, "verdict": verdict, "alpha": ALPHA, "tests": tests}
