@@ -18,6 +18,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .atomic import write_bytes_atomic
 from .errors import CclnnError
 from .models.registry import get_entry
 
@@ -162,15 +163,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | Non
     readable by their owner only, whatever the umask)."""
     from safetensors.torch import save
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    data = save(state, metadata={k: str(v) for k, v in (metadata or {}).items()})
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_atomic(path, save(state, metadata={k: str(v) for k, v in (metadata or {}).items()}))
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import CclnnError
 
 DPI = 100
@@ -54,14 +55,11 @@ def check_png_path(path: str | os.PathLike) -> Path:
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG atomically (temp file in the same folder, then rename)."""
     path = check_png_path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
     except OSError as exc:
         raise AnalysisError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

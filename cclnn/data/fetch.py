@@ -62,6 +62,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from tqdm import tqdm
 
+from ..atomic import write_text_atomic
 from ..errors import CclnnError
 
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
@@ -337,9 +338,7 @@ def record_checksum(path: Path, filename: str, digest: str) -> None:
     """Add (or replace) one line of ``checksums.sha256``, atomically."""
     entries = read_checksums(path)
     entries[filename] = digest
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{h}  {n}\n" for n, h in sorted(entries.items())))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(f"{h}  {n}\n" for n, h in sorted(entries.items())))
 
 
 def parse_sha256_overrides(items: Optional[Iterable[str]]) -> dict[str, str]:
@@ -496,9 +495,7 @@ def _unpack_into_place(path: Path, dest: Path, archive: Archive, digest: str) ->
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     record = {"archive": archive.filename, "sha256": digest, "files": sorted(files)}
-    tmp_marker = marker.with_name(marker.name + ".tmp")
-    tmp_marker.write_text(json.dumps(record, indent=0) + "\n")
-    os.replace(tmp_marker, marker)
+    write_text_atomic(marker, json.dumps(record, indent=0) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

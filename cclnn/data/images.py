@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..atomic import atomic_path
 from ..errors import CclnnError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -102,15 +103,11 @@ def read_image_with_alpha(path: str | os.PathLike):
 def write_image(path: str | os.PathLike, img: np.ndarray, **save_options) -> None:
     """Write uint8 H x W (x 3 or 4) atomically: a temp file in the same folder, then rename."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unknown image format '{path.suffix}'")
     try:
-        Image.fromarray(img).save(tmp, format=fmt, **save_options)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(img).save(tmp, format=fmt, **save_options)
     except (OSError, TypeError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
         raise ImageError(f"{path}: cannot write ({exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -193,15 +193,5 @@ def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(plain(config_to_dict(config)), sort_keys=False)
 
 
-def write_text_if_changed(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename), unless it already holds it."""
-    if path.is_file() and path.read_text() == text:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def expand_path(path: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(path)))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from ..config import ConfigError
 from ..data.benchmark import cache_root, list_images, mod_crop
 from ..data.images import read_image
@@ -37,9 +38,8 @@ def _npy_paths(path: Path, scale: int) -> tuple[Path, Path]:
 
 def _save_npy(target: Path, array: np.ndarray) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.stem + ".tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        np.save(tmp, array)
 
 
 def source_files(source: ImageFolders, key: str = "data.train") -> list[Path]:

@@ -45,6 +45,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..atomic import atomic_path, write_text_if_changed
 from ..config import ConfigError, config_to_dict
 from ..data.benchmark import (BenchmarkPair, BenchmarkSet, cached_bicubic_lr, mod_crop,
                               resolve_benchmark)
@@ -55,8 +56,7 @@ from ..metrics import psnr, ssim
 from ..models.common import RGB_RANGE, value_range
 from ..models.registry import build_model
 from ..weights import load_matching_weights
-from .config import (TrainConfig, config_from_dict, dump_config, expand_path,
-                     write_text_if_changed)
+from .config import TrainConfig, config_from_dict, dump_config, expand_path
 from .data import EpochBatches, TrainPatches, source_files
 
 CHECKPOINT_FORMAT = "cclnn-train-checkpoint/1"
@@ -108,11 +108,10 @@ class StopRequest:
 
 
 def atomic_torch_save(obj, path: Path, fault_iteration: int | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    if fault_iteration is not None:
-        _fault("checkpoint", fault_iteration)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        if fault_iteration is not None:
+            _fault("checkpoint", fault_iteration)
 
 
 @dataclass
@@ -518,10 +517,8 @@ def _truncate_log(path: Path, iteration: int) -> None:
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
 
 
 def _launch() -> tuple[int, int]:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ..analysis import save_figure
 from ..analysis.plots import band_figure
-from ..engine.config import write_text_if_changed
+from ..atomic import write_text_if_changed
 from ..models.registry import model_config
 from ..stats import ALPHA, POWER
 from .scoring import collect, values_of

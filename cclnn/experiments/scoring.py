@@ -8,7 +8,7 @@ from typing import Any, Optional
 import torch
 
 from ..data.benchmark import BenchmarkSet, resolve_benchmark
-from ..engine.config import write_text_if_changed
+from ..atomic import write_text_if_changed
 from ..evaluate import evaluate
 from ..inference import super_resolve
 from ..models.registry import build_model, count_parameters

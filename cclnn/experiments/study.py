@@ -8,7 +8,8 @@ from typing import Optional
 
 from ..config import ConfigError, config_to_dict
 from ..data.benchmark import list_images
-from ..engine.config import config_from_dict, dump_config, parse_overrides, write_text_if_changed
+from ..atomic import write_text_if_changed
+from ..engine.config import config_from_dict, dump_config, parse_overrides
 from ..models.registry import model_config
 from . import AblationError
 from .suites import (DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, LR_STEP_FRACTION, WARMUP_FRACTION,
