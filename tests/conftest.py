@@ -73,6 +73,17 @@ def cli():
     return run_cli
 
 
+# ----------------------------------------------------------------------------- networks
+
+FULL_SIZE = ("cclnn", "edsr", "nlsn", "rcan", "rnan")  # the papers' sizes: 9 M to 48 M parameters
+
+
+def slow_if_full_size(names):
+    """Parametrize values: the full-size networks among ``names`` marked ``slow`` (a real
+    build allocates and initialises up to 48 M parameters; ``torch.device("meta")`` does not)."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in FULL_SIZE else n for n in names]
+
+
 # ----------------------------------------------------------------------------- tiny data
 
 
