@@ -85,7 +85,8 @@ def test_test_a2n_official_weights(capsys):
     from conftest import shared_path
     weights = shared_path("weights", "a2n", "aan_x2.pt")
     [r] = _json_results(capsys, ["test", "--model", "a2n", "--weights", str(weights),
-                                 "--scale", "2", "--datasets", "Set5", "--json", "--device", "cpu"])
+                                 "--scale", "2", "--datasets", "Set5", "--json",
+                                 "--device", "cpu"])
     assert abs(r["psnr"] - 38.06) <= 0.005 and abs(r["ssim"] - 0.9607) <= 0.0002
 
 

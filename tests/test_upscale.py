@@ -147,7 +147,8 @@ def _bird(scale):
     from cclnn.assets import set5_hr, set5_lr
     from cclnn.data.images import read_image
     hr = read_image(set5_hr("bird"))
-    return hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale], set5_lr("bird", scale)
+    hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
+    return hr, set5_lr("bird", scale)
 
 
 @pytest.mark.gpu
