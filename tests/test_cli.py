@@ -40,8 +40,8 @@ def test_errors_are_one_line_without_traceback():
 @pytest.mark.slow  # EDSR-baseline on the butterfly and Set5: ~14 s here
 def test_demo_upscales_and_scores(capsys, tmp_path):
     from cclnn.data.images import read_image
-    weights = tmp_path / "w.safetensors"
-    cclnn.save_weights(cclnn.build_model("edsr-baseline", 2), weights)
+    from conftest import tiny_weights
+    weights = tiny_weights(tmp_path / "w.safetensors", "edsr-baseline", 2)
     out = tmp_path / "b.png"
     assert main(["demo", "--model", "edsr-baseline", "--weights", str(weights), "-o",
                  str(out)]) == 0
