@@ -1,12 +1,10 @@
 """cclnn ablate: suites, run configs, resumable execution, tables and the claim verdicts."""
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from cclnn.experiments.verdicts import check_claim
 from cclnn.stats import compare, holm
 from cclnn.engine.config import config_from_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, cli_env, run_cli, tiny_image
 
 
 @pytest.fixture
@@ -33,26 +31,23 @@ def data(tmp_path):
     train = tmp_path / "train"
     train.mkdir()
     for i in range(3):
-        base = rng.integers(0, 256, (5, 5, 3)).astype(np.uint8)
-        write_image(train / f"t{i}.png", np.kron(base, np.ones((8, 8, 1), np.uint8)))
+        write_image(train / f"t{i}.png", tiny_image(5, 5, rng, block=8))
     test = tmp_path / "Tiny" / "HR"
     test.mkdir(parents=True)
     for i in range(2):
-        write_image(test / f"v{i}.png", rng.integers(0, 256, (24, 20, 3)).astype(np.uint8))
+        write_image(test / f"v{i}.png", tiny_image(24, 20, rng))
     return train, test.parent
 
 
 def ablate(args, env_extra=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "cclnn", "ablate", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT)
+    return run_cli(["ablate", *args], env_extra, check=False)
 
 
 TINY = ["--hold-out", "1", "--set", "data.patch_size=8", "--set", "data.batch_size=2", "--set", "data.repeat=1",
-        "--set", "model.options.chunk_size=16"]
+        "--set", "model.options.chunk_size=16", "--set", "device=cpu"]
 
 
+@pytest.mark.slow
 def test_suite_trains_scores_resumes_and_skips(tmp_path, data):
     train, test = data
     out = tmp_path / "out"
@@ -96,12 +91,13 @@ def test_suite_trains_scores_resumes_and_skips(tmp_path, data):
     assert len(other.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_suite_with_every_running_run_checkpointed(tmp_path, data):
     train, test = data
     out = tmp_path / "out"
     args = ["table2", "--budget", "100000", "--seeds", "0", "--out", str(out), "--train",
             str(train), "--datasets", str(test), "--jobs", "2", *TINY]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "cclnn", "ablate", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     logs = [out / "runs" / name / "train_log.csv"
@@ -143,6 +139,7 @@ def test_run_configs_follow_the_scaled_protocol(tmp_path):
         == names["table5"] == {"cclnn-s_x2_b2000_s0"}
 
 
+@pytest.mark.slow  # a CLI subprocess: about 4 s here
 def test_bad_override_and_unknown_suite_are_one_line_errors(tmp_path):
     study = Study(out=tmp_path, budget=10, overrides=("optim.lrr=1",))
     with pytest.raises(AblationError, match="lrr"):
@@ -152,6 +149,7 @@ def test_bad_override_and_unknown_suite_are_one_line_errors(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a CLI subprocess: about 4 s here
 def test_only_picks_rows_and_names_the_known_ones(tmp_path):
     suite = only_rows(SUITES["table5"], ("rnan-s", "divanet-s"))
     assert [r.key for r in suite.rows] == ["rnan-s", "divanet-s"]  # the suite's order

@@ -142,8 +142,8 @@ def _hr_image(path, size=40, seed=0):
 
 
 def _tiny_srcnn_weights(path):
-    cclnn.save_weights(cclnn.build_model("srcnn", 2), path)
-    return path
+    from conftest import tiny_weights
+    return tiny_weights(path, "srcnn", 2)
 
 
 def _one_line_error(capsys, argv, needle):
@@ -158,7 +158,8 @@ def test_lam_cli_json_and_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _hr_image(tmp_path / "hr.png", size=22)
     weights = _tiny_srcnn_weights(tmp_path / "srcnn.safetensors")
-    base = ["lam", "--model", "srcnn", "--weights", str(weights), "--scale", "2"]
+    base = ["lam", "--model", "srcnn", "--weights", str(weights), "--scale", "2",
+            "--device", "cpu"]
     assert main(base + ["--image", "hr.png", "--x", "4", "--y", "5", "--batch", "50",
                         "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -185,7 +186,8 @@ def test_lam_dataset_mode_uses_centre_windows(tmp_path, capsys):
     _hr_image(tmp_path / "tiny" / "HR" / "b.png", size=25, seed=2)  # mod-cropped to 24
     weights = _tiny_srcnn_weights(tmp_path / "srcnn.safetensors")
     assert main(["lam", "--model", "srcnn", "--weights", str(weights), "--scale", "2",
-                 "--dataset", str(tmp_path / "tiny"), "--batch", "50", "--json"]) == 0
+                 "--dataset", str(tmp_path / "tiny"), "--batch", "50", "--json",
+                 "--device", "cpu"]) == 0
     record = json.loads(capsys.readouterr().out)
     positions = [(r["name"], r["x"], r["y"]) for r in record["images"]]
     assert positions == [("a", 2, 2), ("b", 4, 4)]
@@ -203,7 +205,7 @@ def test_compare_picture_and_errors(tmp_path, capsys):
     out = tmp_path / "cmp.png"
     assert main(["compare", "--models", f"srcnn:{tmp_path}/srcnn_x{{scale}}.safetensors",
                  "bicubic", "--image", str(tmp_path / "hr.png"), "--box", "4", "6", "24", "16",
-                 "--scale", "2", "-o", str(out)]) == 0
+                 "--scale", "2", "-o", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "| Bicubic |" in text and "| srcnn |" in text and text.count("| bicubic |") == 0
     assert weights.is_file()

@@ -27,12 +27,14 @@ def test_gflop_count_includes_attention():
     assert extra * 1e9 == pytest.approx(2 * per_block, rel=1e-9)
 
 
+@pytest.mark.slow  # each path measured in a child process: ~15 s here
 def test_bench_nlsa_small():
     r = bench_nlsa(channels=8, height=13, width=17, batch=2, backward=True, repeat=1)
     assert r["max_abs_diff"] <= 1e-5
     assert r["fast"]["seconds"] > 0 and r["reference"]["peak_mb"] > 0
 
 
+@pytest.mark.slow  # each path measured in a child process: ~15 s here
 def test_bench_rnan_nonlocal_small():
     r = bench_rnan_nonlocal(channels=8, height=12, width=10, batch=2, backward=True, repeat=1)
     assert r["paths"] == ["chunked", "dense"]

@@ -9,6 +9,7 @@ from cclnn.cli import main
 from cclnn.models import count_parameters
 
 
+@pytest.mark.slow  # every network at every scale built (on the meta device): 5-9 s here
 def test_models_json(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -19,6 +20,7 @@ def test_models_json(capsys):
     assert len(rows) == 3 * len(cclnn.list_models())
 
 
+@pytest.mark.slow  # every network at every scale built (on the meta device): 5-9 s here
 def test_models_table(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
@@ -26,6 +28,7 @@ def test_models_table(capsys):
     assert "| divanet | 0.902 M | 0.949 M | 0.940 M | 902 K / 949 K / 939 K (paper) |" in out
 
 
+@pytest.mark.slow  # a CLI subprocess: 4-7 s here
 def test_errors_are_one_line_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "cclnn.cli", "demo", "--model", "cclnn-x"],
                           capture_output=True, text=True)
@@ -34,10 +37,11 @@ def test_errors_are_one_line_without_traceback():
     assert "unknown model 'cclnn-x'" in proc.stderr
 
 
+@pytest.mark.slow  # EDSR-baseline on the butterfly and Set5: ~14 s here
 def test_demo_upscales_and_scores(capsys, tmp_path):
     from cclnn.data.images import read_image
-    weights = tmp_path / "w.safetensors"
-    cclnn.save_weights(cclnn.build_model("edsr-baseline", 2), weights)
+    from conftest import tiny_weights
+    weights = tiny_weights(tmp_path / "w.safetensors", "edsr-baseline", 2)
     out = tmp_path / "b.png"
     assert main(["demo", "--model", "edsr-baseline", "--weights", str(weights), "-o",
                  str(out)]) == 0
@@ -65,6 +69,7 @@ def test_test_bicubic_matches_literature_set5(capsys):
         assert abs(r["psnr"] - published[r["scale"]]) <= 0.02
 
 
+@pytest.mark.slow  # 100 images at three scales: ~40 s here
 def test_test_bicubic_b100(capsys):
     from conftest import shared_path
     b100 = shared_path("data", "benchmark", "B100")
@@ -75,11 +80,13 @@ def test_test_bicubic_b100(capsys):
         assert r["images"] == 100 and abs(r["psnr"] - published[r["scale"]]) <= 0.02
 
 
+@pytest.mark.slow  # A2N on Set5: ~14 s here
 def test_test_a2n_official_weights(capsys):
     from conftest import shared_path
     weights = shared_path("weights", "a2n", "aan_x2.pt")
     [r] = _json_results(capsys, ["test", "--model", "a2n", "--weights", str(weights),
-                                 "--scale", "2", "--datasets", "Set5", "--json"])
+                                 "--scale", "2", "--datasets", "Set5", "--json",
+                                 "--device", "cpu"])
     assert abs(r["psnr"] - 38.06) <= 0.005 and abs(r["ssim"] - 0.9607) <= 0.0002
 
 
@@ -142,6 +149,7 @@ def test_bench_resize_smoke():
     assert r["cclnn_seconds"] > 0 and r["pil_seconds"] > 0 and r["ratio"] > 0
 
 
+@pytest.mark.slow  # a CLI subprocess: 4-7 s here
 def test_usage_errors_are_one_line():
     proc = subprocess.run([sys.executable, "-m", "cclnn", "upscale", "x.png", "--tile", "big"],
                           capture_output=True, text=True)

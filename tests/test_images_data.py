@@ -7,6 +7,7 @@ from PIL import Image
 from cclnn.data.benchmark import BenchmarkSet, DatasetError, make_lr_files, resolve_benchmark
 from cclnn.data.images import ImageError, read_image, write_image
 from cclnn.resize import imresize
+from conftest import tiny_image
 
 
 def test_modes_are_converted(tmp_path):
@@ -45,7 +46,7 @@ def _make_set(root, names=("a", "b"), size=(24, 20)):
     hr_dir.mkdir(parents=True)
     rng = np.random.default_rng(1)
     for n in names:
-        write_image(hr_dir / f"{n}.png", rng.integers(0, 256, (*size, 3)).astype(np.uint8))
+        write_image(hr_dir / f"{n}.png", tiny_image(*size, rng))
     return root / "Mine"
 
 

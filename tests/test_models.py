@@ -8,6 +8,7 @@ from cclnn.models.common import ChannelAttention
 from cclnn.models.network_cclnn import CCLNBlock, PixelAttention
 from cclnn.models.network_rnan import NonLocalBlock
 from cclnn.models.nlsa import NonLocalSparseAttention
+from conftest import FULL_SIZE, slow_if_full_size
 
 EXPECTED = {  # millions, MeanShift included (SPEC section 1)
     "nlsn": (41.80, 44.75, 44.16),
@@ -50,9 +51,11 @@ def test_variants_are_what_spec_says():
     assert not _has(nonlocal_, ChannelAttention)
     for block in (m for m in nonlocal_.modules() if isinstance(m, CCLNBlock)):
         assert not hasattr(block, "res") and not hasattr(block, "cca")
-    full = cclnn.build_model("cclnn-l", 2)
+    with torch.device("meta"):  # full size: only the modules are counted, nothing allocated
+        full = cclnn.build_model("cclnn-l", 2)
+        paper = cclnn.build_model("cclnn", 2)
     assert sum(isinstance(m, CCLNBlock) for m in full.modules()) == 3
-    assert sum(isinstance(m, CCLNBlock) for m in cclnn.build_model("cclnn", 2).modules()) == 5
+    assert sum(isinstance(m, CCLNBlock) for m in paper.modules()) == 5
     assert model_config("cclnn-tsparse").aux_loss == "sparse"
     assert model_config("cclnn-nsparse").aux_loss == "none"
     assert count_parameters("cclnn-nsparse", 2) == count_parameters("cclnn-l", 2)
@@ -97,12 +100,24 @@ def test_forward_shape_and_gradients(name, scale):
             assert "mean" in pname  # only the frozen MeanShift
 
 
-@pytest.mark.parametrize("name", cclnn.list_models())
+@pytest.mark.parametrize("name", slow_if_full_size(cclnn.list_models()))
 def test_full_size_forward(name):
     model = cclnn.build_model(name, 2).eval()
     with torch.no_grad():
         sr = model(torch.rand(1, 3, 9, 11) * 255)
     assert sr.shape == (1, 3, 18, 22) and torch.isfinite(sr).all()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("name", FULL_SIZE)
+def test_full_size_shapes_on_the_meta_device(name, scale):
+    """The paper-size networks built and run on the meta device: every layer's shapes agree,
+    without allocating their parameters (their real forward is a slow test above)."""
+    with torch.device("meta"):
+        model = cclnn.build_model(name, scale).eval()
+        with torch.no_grad():
+            sr = model(torch.rand(1, 3, 9, 11) * 255)
+    assert sr.is_meta and sr.shape == (1, 3, 9 * scale, 11 * scale)
 
 
 def test_init_is_near_identity_for_ccln_block():

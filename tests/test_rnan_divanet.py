@@ -9,6 +9,7 @@ from cclnn.models import count_parameters
 from cclnn.models.network_rnan import MaskBranch, NonLocalBlock
 from cclnn.models.registry import get_entry
 from cclnn.weights import load_weights, rename_keys
+from conftest import slow_if_full_size
 
 SMALL = {  # every code path kept, width and depth shrunk
     "rnan": dict(channels=8, n_resgroups=3),  # non-local, one local group, non-local
@@ -77,7 +78,7 @@ def test_divanet_is_bicubic_when_the_residual_is_zero():
         assert torch.allclose(model(x), expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", slow_if_full_size(sorted(SMALL)))
 def test_full_size_forward(name):
     model = cclnn.build_model(name, 2).eval()
     with torch.no_grad():

@@ -1,11 +1,9 @@
 """The training engine: configs, smoke runs, exact resume after SIGKILL, DDP, non-finite loss."""
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from cclnn.data.images import write_image
 from cclnn.engine.config import load_config
 from cclnn.engine.trainer import Trainer, TrainingError, resume_config
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, cli_env, run_cli, tiny_image
 
 
 @pytest.fixture
@@ -27,14 +25,12 @@ def images(tmp_path):
     folder = tmp_path / "hr"
     folder.mkdir()
     for i in range(6):
-        base = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
-        img = np.kron(base, np.ones((6, 6, 1), np.uint8))  # blocky, learnable
-        write_image(folder / f"img{i}.png", img)
+        write_image(folder / f"img{i}.png", tiny_image(6, 7, rng, block=6))  # blocky, learnable
     write_image(folder / "small.png", np.zeros((10, 10, 3), np.uint8))  # skipped: too small
     val = tmp_path / "val" / "HR"  # a small validation set: fast for every network
     val.mkdir(parents=True)
     for i in range(2):
-        write_image(val / f"v{i}.png", rng.integers(0, 256, (36, 30, 3)).astype(np.uint8))
+        write_image(val / f"v{i}.png", tiny_image(36, 30, rng))
     return folder
 
 
@@ -51,6 +47,7 @@ def tiny_config(tmp_path, images, **extra):
         "checkpoint_every": 3,
         "log_every": 1,
         "out_dir": str(tmp_path / "runs"),
+        "device": "cpu",  # not "auto": the same test on a GPU machine
     }
     for dotted, value in extra.items():
         node = tree
@@ -61,16 +58,6 @@ def tiny_config(tmp_path, images, **extra):
     path = tmp_path / f"{tree['name']}.yaml"
     path.write_text(yaml.safe_dump(tree))
     return path
-
-
-def run_cli(args, env_extra=None, check=True):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    env.update(env_extra or {})
-    proc = subprocess.run([sys.executable, "-m", "cclnn", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc
 
 
 def losses(run_dir):
@@ -98,6 +85,7 @@ def test_config_errors(tmp_path, images):
     assert load_config(path, ["optim.lr=2e-4"]).optim.lr == 2e-4
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_straight_run(tmp_path, images):
     path = tiny_config(tmp_path, images)
     straight = tmp_path / "runs" / "straight"
@@ -127,6 +115,7 @@ def test_resume_after_sigkill_matches_straight_run(tmp_path, images):
     assert yaml.safe_load((broken / "config.yaml").read_text())["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_resume_matches_straight_run(tmp_path, images):
     """SIGTERM (or Ctrl-C) mid-run: the step finishes, latest.pt is written at that iteration
     (not at the last periodic checkpoint), the exit is 130 with one line saying how to resume,
@@ -148,11 +137,12 @@ def test_sigterm_saves_a_checkpoint_and_resume_matches_straight_run(tmp_path, im
     assert losses(stopped) == losses(straight)
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(tmp_path, images):
     # gloo on the CPU, also where a GPU is present (one GPU cannot hold two NCCL processes)
     path = tiny_config(tmp_path, images, epochs=1, val__every=0, device="cpu")
     run_cli(["train", str(path), "name=single", "--no-progress"])
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = cli_env()
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node", "2", "-m", "cclnn", "train", str(path),
                            "name=ddp", "--no-progress"], capture_output=True, text=True,
@@ -318,6 +308,7 @@ def test_fp16_steps_the_scaler_skips_still_advance_the_schedule_quietly(tmp_path
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
+@pytest.mark.slow
 def test_export_checkpoint_to_safetensors(tmp_path, images):
     path = tiny_config(tmp_path, images)
     trainer = Trainer(load_config(path, ["name=exp", "max_iterations=6"]), progress=False)
@@ -338,6 +329,7 @@ def test_export_checkpoint_to_safetensors(tmp_path, images):
         assert proc.returncode == 2 and message in proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_override_of_the_schedule_takes_effect(tmp_path, images):
     """The optimiser and scheduler states in a checkpoint carry the old learning-rate step:
     a --resume override of the schedule must still win (from the checkpoint's iteration)."""
@@ -355,3 +347,14 @@ def test_resume_override_of_the_schedule_takes_effect(tmp_path, images):
     planned, resumed = lrs(tmp_path / "runs" / "planned"), lrs(changed)
     assert min(planned.values()) < 1e-3
     assert {i: resumed[i] for i in range(7, 13)} == {i: planned[i] for i in range(7, 13)}
+
+
+@pytest.mark.gpu
+def test_a_run_with_device_cuda_trains_there_and_records_it(tmp_path, images):
+    path = tiny_config(tmp_path, images, device="cuda")
+    trainer = Trainer(load_config(path, ["name=cuda", "max_iterations=2", "val.every=2"]),
+                      progress=False)
+    result = trainer.train()
+    assert trainer.device.type == "cuda" and np.isfinite(result["psnr"])
+    state = torch.load(trainer.run_dir / "latest.pt", weights_only=True)
+    assert state["iteration"] == 2 and state["devices"][0].startswith("cuda")

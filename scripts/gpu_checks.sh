@@ -2,12 +2,12 @@
 # Session 11 device checks. 1) Table 5's missing rows (VDSR s0/s1, RNAN-S s1) trained with the
 # committed configs, fp32 convolutions (NVIDIA_TF32_OVERRIDE=0) as on the CPU; 2) CUDA checks:
 # shipped CCLNN-T scored on cuda vs cpu, training steps under fp32/bf16/fp16, a short CCLNN-L run.
-# Run from anywhere: `bash results/gpu/checks.sh` (OUT=folder for the log, tars and JSON; it
+# Run from anywhere: `bash scripts/gpu_checks.sh` (OUT=folder for the log, tars and JSON; it
 # needs ../shared/data beside the repository, as the run configs name it). QUICK=1: a few
 # iterations on the CPU, to test this script without a GPU. Output of the one run on the lent
-# H200 (2026-11-28): h200.log, test_cuda.json, test_cpu.json beside this file.
+# H200 (2026-11-28): results/gpu/h200.log, test_cuda.json, test_cpu.json.
 export PYTHONUNBUFFERED=1
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu.log") 2>&1
 T0=$SECONDS

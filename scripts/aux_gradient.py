@@ -7,7 +7,7 @@ lambda against l1 in the network's value range), and the norms of
 their gradients on the CCA parameters, the only ones the auxiliary loss reaches; then, for
 every run (also those without an auxiliary loss), how contrastive its CCA gates are.
 
-    .venv/bin/python results/ablation/aux_gradient.py results/ablation/runs/cclnn-s_x2_b2000_s0 ...
+    .venv/bin/python scripts/aux_gradient.py results/ablation/runs/cclnn-s_x2_b2000_s0 ...
 """
 import sys
 from pathlib import Path
