@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
-
-import numpy as np
 
 from ..data.benchmark import list_images, mod_crop
 from ..data.images import read_image
@@ -24,22 +23,26 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _hr_of(sr_stem: str, hr_by_stem: dict[str, Path], suffixes: list[str]) -> Path | None:
+    """The HR image whose stem is ``sr_stem`` less the first of ``suffixes`` that fits."""
+    for suffix in suffixes:
+        if sr_stem.endswith(suffix):
+            stem = sr_stem[: len(sr_stem) - len(suffix)] if suffix else sr_stem
+            if stem in hr_by_stem:
+                return hr_by_stem[stem]
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..metrics import psnr, ssim  # loaded when run, not for --help
+    from ..evaluate import mean_scores, score_image  # loaded when run, not for --help
     hr_files, _ = list_images(Path(args.hr))
     sr_files, _ = list_images(Path(args.sr))
-    by_stem = {p.stem: p for p in hr_files}
+    hr_by_stem = {p.stem: p for p in hr_files}
     suffixes = [args.sr_suffix] if args.sr_suffix is not None else [
         f"_SR_x{args.scale}", f"_x{args.scale}", f"x{args.scale}", "_SR", ""]
-    rows = []
+    scores = []
     for sr_path in sr_files:
-        match = None
-        for suffix in suffixes:
-            if sr_path.stem.endswith(suffix):
-                stem = sr_path.stem[: len(sr_path.stem) - len(suffix)] if suffix else sr_path.stem
-                if stem in by_stem:
-                    match = by_stem[stem]
-                    break
+        match = _hr_of(sr_path.stem, hr_by_stem, suffixes)
         if match is None:
             print(f"score: no HR image for {sr_path.name}, skipped", file=sys.stderr)
             continue
@@ -48,17 +51,16 @@ def run(args: argparse.Namespace) -> int:
         if sr.shape != hr.shape:
             raise CLIError(f"{sr_path}: size {sr.shape[1]}x{sr.shape[0]} does not match HR "
                            f"{match.name} cropped to x{args.scale} ({hr.shape[1]}x{hr.shape[0]})")
-        rows.append({"name": match.stem, "psnr": psnr(hr, sr, args.scale),
-                     "ssim": ssim(hr, sr, args.scale)})
-    if not rows:
+        scores.append(score_image(match.stem, hr, sr, args.scale))
+    if not scores:
         raise CLIError(f"--sr: no image in {args.sr} matches an HR image in {args.hr}")
-    mean_psnr = float(np.mean([r["psnr"] for r in rows]))
-    mean_ssim = float(np.mean([r["ssim"] for r in rows]))
+    result = mean_scores(Path(args.hr).name, args.scale, scores)
     if args.json:
-        print(json.dumps({"images": rows, "psnr": mean_psnr, "ssim": mean_ssim}))
+        print(json.dumps({"images": [asdict(s) for s in scores], "psnr": result.psnr,
+                          "ssim": result.ssim}))
     else:
         print("| image | PSNR | SSIM |\n|---|---:|---:|")
-        for r in rows:
-            print(f"| {r['name']} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
-        print(f"| **mean ({len(rows)})** | {mean_psnr:.2f} | {mean_ssim:.4f} |")
+        for s in scores:
+            print(f"| {s.name} | {s.psnr:.2f} | {s.ssim:.4f} |")
+        print(f"| **mean ({result.images})** | {result.psnr:.2f} | {result.ssim:.4f} |")
     return 0
