@@ -60,11 +60,11 @@ def add_scale(parser: argparse.ArgumentParser, **options) -> None:
     parser.add_argument("--scale", type=scale_factor, **options)
 
 
-def add_weights(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument("--weights", help=help)
-
-
 WEIGHTS_WITH_SCALE = "weights file; '{scale}' in the path is replaced"
+
+
+def add_weights(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--weights", help=help_text)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -75,8 +75,8 @@ def add_data_root(parser: argparse.ArgumentParser, holding: str = "the benchmark
     parser.add_argument("--data-root", help=f"folder holding {holding} (default $CCLNN_DATA)")
 
 
-def add_json(parser: argparse.ArgumentParser, help: str | None = None) -> None:
-    parser.add_argument("--json", action="store_true", help=help)
+def add_json(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    parser.add_argument("--json", action="store_true", help=help_text)
 
 
 def add_self_ensemble(parser: argparse.ArgumentParser) -> None:
