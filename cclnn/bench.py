@@ -1,11 +1,10 @@
-"""``cclnn bench ...``: performance measurements, printed side by side in one run.
+"""The measurements behind ``cclnn bench ...`` (:mod:`cclnn.cli.bench` prints them side by side).
 
 Timings on shared machines are noisy: every figure is the median of several runs after a
 warm-up, and comparisons are made within one command so both sides see the same machine.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from typing import Callable
@@ -287,64 +286,3 @@ def bench_rnan_nonlocal(channels: int = 32, height: int = 160, width: int = 160,
                          {"channels": channels, "height": height, "width": width,
                           "batch": batch}, backward, repeat)
 
-
-def print_comparison(title: str, r: dict, repeat: int) -> None:
-    ours, reference = r["paths"]
-    kind = "forward+backward" if r["backward"] else "forward"
-    print(f"{title} {kind}, C={r['channels']}, {r['batch']}x{r['size'][0]}x{r['size'][1]} "
-          f"(median of {repeat}, each path in its own process):")
-    for name in r["paths"]:
-        print(f"  {name:9s} {r[name]['seconds']:.3f} s  peak {r[name]['peak_mb']:.0f} MB")
-    print(f"  speed-up {r['speedup']:.2f}x, memory {r['memory_ratio']:.3f} of the {reference} "
-          f"path, max |{ours} - {reference}| = {r['max_abs_diff']:.2e}")
-
-
-def run_bench(args) -> int:
-    if args.what == "model":
-        r = bench_model(args.model, args.scale, args.size[0], args.size[1], args.train,
-                        args.batch, args.repeat)
-        if args.json:
-            print(json.dumps(r))
-            return 0
-        print(f"{r['model']} x{r['scale']}; this machine's fp32 matmul: "
-              f"{r['matmul_gflops']:.1f} GFLOP/s")
-        rows = [("inference", r["inference"], f"1x{args.size[0]}x{args.size[1]}")]
-        if "train_step" in r:
-            rows.append(("train step", r["train_step"],
-                         f"{args.batch}x{args.size[0]}x{args.size[1]}"))
-        for label, m, shape in rows:
-            print(f"  {label:10s} {shape:>12s}: {m['seconds']:.3f} s, {m['gflop']:.1f} GFLOP, "
-                  f"{m['gflops']:.1f} GFLOP/s = {100 * m['efficiency']:.0f} % of matmul, "
-                  f"peak {m['peak_mb']:.0f} MB")
-        return 0
-    if args.what in ("nlsa", "rnan-nonlocal"):
-        bench = bench_nlsa if args.what == "nlsa" else bench_rnan_nonlocal
-        r = bench(args.channels, args.size[0], args.size[1], args.batch, args.backward,
-                  args.repeat)
-        if args.json:
-            print(json.dumps({k: r[k] for k in (*r["paths"], "max_abs_diff")}))
-        else:
-            print_comparison("NLSA" if args.what == "nlsa" else "RNAN non-local block", r,
-                             args.repeat)
-        return 0
-    if args.what == "train":
-        r = bench_train(args.config, args.steps, args.warmup, args.overrides)
-        if args.json:
-            print(json.dumps(r))
-        else:
-            print(f"train {r['model']} x{r['scale']}, batch {r['batch']} x {r['patch']}x"
-                  f"{r['patch']} on {r['device']} ({r['threads']} threads), median of "
-                  f"{r['steps']} steps: {r['step_seconds']:.3f} s/step = data "
-                  f"{r['data_seconds'] * 1e3:.1f} ms + compute {r['compute_seconds']:.3f} s; "
-                  f"data {100 * r['data_fraction']:.2f} % of the step")
-        return 0
-    if args.what == "resize":
-        r = bench_resize(repeat=args.repeat)
-        if args.json:
-            print(json.dumps(r))
-        else:
-            print(f"resize {r['image']} x{r['scale']}: cclnn.imresize (MATLAB-exact) "
-                  f"{r['cclnn_seconds'] * 1e3:.1f} ms, PIL bicubic {r['pil_seconds'] * 1e3:.1f} ms"
-                  f" (median of {r['repeat']}); ratio {r['ratio']:.2f}x")
-        return 0
-    raise ValueError(args.what)

@@ -35,27 +35,44 @@ class Result:
         return out
 
 
+@dataclass(frozen=True)
+class ImageScore:
+    """One SR image's Y PSNR/SSIM against its HR image."""
+    name: str
+    psnr: float
+    ssim: float
+
+
+def score_image(name: str, hr: np.ndarray, sr: np.ndarray, scale: int) -> ImageScore:
+    """Y PSNR/SSIM of uint8 ``sr`` against ``hr`` of the same shape, shaving ``scale`` pixels."""
+    if sr.shape != hr.shape:
+        raise ValueError(f"{name}: SR shape {sr.shape} != HR shape {hr.shape}")
+    return ImageScore(name, psnr(hr, sr, scale), ssim(hr, sr, scale))
+
+
+def mean_scores(dataset: str, scale: int, scores: list[ImageScore]) -> Result:
+    """The set's result: every image weighs the same in the means."""
+    return Result(dataset, scale, float(np.mean([s.psnr for s in scores])),
+                  float(np.mean([s.ssim for s in scores])), len(scores),
+                  {s.name: (s.psnr, s.ssim) for s in scores})
+
+
 def evaluate(sr_fn: SuperResolver, benchmark: BenchmarkSet, *, progress: bool = True,
              save_dir: Path | None = None) -> Result:
     """Mean Y PSNR/SSIM of ``sr_fn`` over ``benchmark`` (each image scored, then averaged)."""
-    psnrs, ssims, names = [], [], []
+    scores = []
     bar = tqdm(total=len(benchmark), desc=f"{benchmark.name} x{benchmark.scale}",
                disable=not progress, leave=False, unit="img")
     for pair in benchmark:
         sr = sr_fn(pair.lr)
-        if sr.shape != pair.hr.shape:
-            raise ValueError(f"{pair.name}: SR shape {sr.shape} != HR shape {pair.hr.shape}")
-        names.append(pair.name)
-        psnrs.append(psnr(pair.hr, sr, benchmark.scale))
-        ssims.append(ssim(pair.hr, sr, benchmark.scale))
+        scores.append(score_image(pair.name, pair.hr, sr, benchmark.scale))
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
             write_image(save_dir / f"{pair.name}.png", sr)
         bar.update(1)
-        bar.set_postfix(psnr=f"{np.mean(psnrs):.2f}")
+        bar.set_postfix(psnr=f"{np.mean([s.psnr for s in scores]):.2f}")
     bar.close()
-    return Result(benchmark.name, benchmark.scale, float(np.mean(psnrs)), float(np.mean(ssims)),
-                  len(psnrs), dict(zip(names, zip(psnrs, ssims))))
+    return mean_scores(benchmark.name, benchmark.scale, scores)
 
 
 def markdown_table(label: str, results: list[Result]) -> str:

@@ -1,4 +1,5 @@
-"""Upscaling any image: the ``cclnn upscale`` command and :func:`upscale`.
+"""Upscaling any image: :func:`upscale`, and the file handling of ``cclnn upscale``
+(:mod:`cclnn.cli.upscale`).
 
 What happens to an image:
 
@@ -16,7 +17,6 @@ What happens to an image:
 from __future__ import annotations
 
 import glob
-import sys
 from pathlib import Path
 from typing import Union
 
@@ -157,43 +157,4 @@ def output_path(source: Path, out: str | None, scale: int, single: bool) -> Path
     return target / name
 
 
-def run_upscale(args) -> int:
-    """The ``cclnn upscale`` command: one line per failed file, exit 1 if any failed."""
-    from tqdm import tqdm
-    files, errors = expand_inputs(args.inputs)
-    for message in errors:
-        print(f"cclnn upscale: error: {message}", file=sys.stderr)
-    if not files:
-        return 1
-    single = len(files) == 1 and len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir()
-    if args.output and not single:
-        out = Path(args.output)
-        if out.exists() and not out.is_dir():
-            raise UpscaleError(f"-o {out}: several inputs need an output folder")
-        out.mkdir(parents=True, exist_ok=True)
-    net = load_model(args.model, args.scale, args.weights)
-    device = resolve_device(args.device)
-    net.to(device)
-    failed = len(errors)
-    bar = tqdm(files, unit="img", disable=len(files) < 2, file=sys.stderr)
-    for source in bar:
-        target = output_path(source, args.output, args.scale, single)
-        try:
-            upscale_file(source, target, net, args.scale, overwrite=args.overwrite,
-                         tile=args.tile, device=device, self_ensemble=args.self_ensemble)
-        except (CclnnError, OSError) as exc:
-            failed += 1
-            text = str(exc)
-            message = text if text.startswith((str(source), str(target))) else f"{source}: {text}"
-            tqdm.write(f"cclnn upscale: error: {message}", file=sys.stderr)
-            continue
-        if len(files) == 1:
-            print(f"{source} -> {target}")
-    bar.close()
-    if len(files) > 1:
-        print(f"upscaled {len(files) - (failed - len(errors))} of {len(files)} image(s) "
-              f"x{args.scale}" + (f"; {failed} failed" if failed else ""))
-    return 1 if failed else 0
-
-
-__all__ = ["upscale", "upscale_file", "run_upscale", "load_model"]
+__all__ = ["upscale", "upscale_file", "load_model"]

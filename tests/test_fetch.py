@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
+from cclnn.cli import data as data_cli
 from cclnn.data import fetch as F
 from cclnn.errors import CclnnError
 
@@ -162,7 +163,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(prog="cclnn")
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data").add_subparsers(dest="data_command", required=True)
-    F.add_fetch_parser(data)
+    data_cli.add_fetch_parser(data)
     return parser.parse_args(["data", "fetch", *argv])
 
 
@@ -178,7 +179,7 @@ def test_div2k_layout_through_the_cli(tmp_path, div2k, capsys):
     for name in wanted:
         argv += ["--sha256", f"{name}={sha(div2k.archives[name])}"]
     args = parse(argv)
-    assert args.func is F.run_fetch
+    assert args.func is data_cli.run_fetch
     assert args.func(args) == 0
     assert pngs(root / "DIV2K") == [
         "DIV2K_train_HR/0001.png", "DIV2K_train_HR/0002.png",
@@ -367,13 +368,13 @@ def test_unpublished_hash_warns_records_and_checks_later_fetches(tmp_path, div2k
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(F.FetchError, match="--parts: 'train_lr_x8' is not a part of div2k"):
-        F.run_fetch(parse(["div2k", "--root", str(tmp_path), "--parts", "train_lr_x8"]))
+        data_cli.run_fetch(parse(["div2k", "--root", str(tmp_path), "--parts", "train_lr_x8"]))
     with pytest.raises(F.FetchError, match="--sha256 benchmark.tar=xyz: expected FILE=HASH"):
-        F.run_fetch(parse(["benchmark", "--root", str(tmp_path), "--sha256",
-                           "benchmark.tar=xyz"]))
+        data_cli.run_fetch(parse(["benchmark", "--root", str(tmp_path), "--sha256",
+                                  "benchmark.tar=xyz"]))
     with pytest.raises(F.FetchError, match="--sha256 DIV2K_train_HR.zip: not one of"):
-        F.run_fetch(parse(["benchmark", "--root", str(tmp_path), "--sha256",
-                           f"DIV2K_train_HR.zip={'a' * 64}"]))
+        data_cli.run_fetch(parse(["benchmark", "--root", str(tmp_path), "--sha256",
+                                  f"DIV2K_train_HR.zip={'a' * 64}"]))
     with pytest.raises(SystemExit):
         parse(["div2k", "--scales", "8"])
 

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from . import (AnalysisError, check_png_path, load_network, new_figure, require_matplotlib,
-               save_figure)
+from . import AnalysisError, new_figure
 
 CROP_W = 200
 LABEL = 40
@@ -163,41 +161,3 @@ def compare_figure(hr: np.ndarray, box, crops: list[Crop], title: str):
         ax.set_title(f"{_short(c.label)}\n{metrics}", fontsize=9.5, pad=4, linespacing=1.3)
     return fig
 
-
-def run_compare(args) -> int:
-    """``cclnn compare`` (see the module docstring)."""
-    from ..data.benchmark import mod_crop
-    from ..data.images import read_image
-    from ..inference import resolve_device, super_resolve
-    from ..resize import imresize
-    require_matplotlib()
-    check_png_path(args.output)
-    scale = args.scale
-    specs = [parse_model(m) for m in args.models]
-    hr = mod_crop(read_image(args.image), scale)
-    box = check_box(args.box, hr.shape, scale)
-    lr = imresize(hr, 1 / scale)
-    device = resolve_device(args.device)
-    names = [n for n, _ in specs]
-    outputs = []
-    for name, weights in specs:
-        if name == "bicubic":  # always shown (third crop)
-            if weights:
-                raise AnalysisError("--models: bicubic takes no weights")
-            continue
-        model = load_network(name, scale, weights, device)
-        label = name
-        if names.count(name) > 1 and weights:
-            label = f"{name} ({Path(weights.replace('{scale}', str(scale))).stem})"
-        outputs.append((label, super_resolve(model, lr, scale, device=device)))
-        del model
-    crops = make_crops(hr, lr, scale, box, outputs)
-    x, y, w, h = box
-    title = f"{Path(args.image).name} x{scale}, box ({x}, {y}) {w}x{h}"
-    out = save_figure(compare_figure(hr, box, crops, title), args.output)
-    print(f"| crop of {Path(args.image).name} x{scale} | PSNR (Y, no shave) | SSIM |\n"
-          "|---|---:|---:|")
-    for c in crops[1:]:
-        print(f"| {c.label} | {c.psnr:.2f} | {c.ssim:.4f} |")
-    print(f"picture {out}")
-    return 0

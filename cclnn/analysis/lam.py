@@ -51,16 +51,13 @@ window's centre (in LR coordinates) to LR pixel centres, within which 99 % of th
 """
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import AnalysisError, load_network, new_figure, save_figure
+from . import AnalysisError, new_figure
 
 SIGMA = 1.2
 STEPS = 50
@@ -363,96 +360,6 @@ def lam_figure(hr: np.ndarray, lr: np.ndarray, result: LamResult, title: str):
              f"{result.radius99:.1f} LR px of the window centre)",
              ha="center", va="top", fontsize=10)
     return fig
-
-
-# ----------------------------------------------------------------------------- command
-
-
-def _progress_bar(total: int, desc: str, disable: bool):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="step", disable=disable, leave=False,
-                file=sys.stderr)
-
-
-def run_lam(args) -> int:
-    """``cclnn lam`` (see docs/analysis.md)."""
-    from ..data.images import read_image
-    from ..inference import resolve_device
-    if (args.image is None) == (args.dataset is None):
-        raise AnalysisError("give one of --image HR_IMAGE or --dataset D")
-    if args.batch < 1:
-        raise AnalysisError(f"--batch must be positive, got {args.batch}")
-    if args.output is not None or args.image is not None:  # fail before the long computation
-        from . import check_png_path, require_matplotlib
-        require_matplotlib()
-        if args.image is not None and args.output is not None:
-            check_png_path(args.output)
-    device = resolve_device(args.device)
-    model = load_network(args.model, args.scale, args.weights, device)
-    common = dict(window=args.window, scale=args.scale, batch=args.batch, device=device)
-    if args.image is not None:
-        if args.x is None or args.y is None:
-            raise AnalysisError("--image needs --x and --y (top-left corner of the window, "
-                                "SR pixels)")
-        hr, lr = lr_from_hr(read_image(args.image), args.scale)
-        check_window(args.x, args.y, args.window, hr.shape[1], hr.shape[0])
-        bar = _progress_bar(STEPS, "LAM", args.json)
-        result = local_attribution_map(model, lr, args.x, args.y, progress=bar.update, **common)
-        bar.close()
-        out = Path(args.output) if args.output else Path(
-            f"{Path(args.image).stem}_lam_{args.model}_x{args.scale}.png")
-        title = (f"LAM of {args.model} x{args.scale} on {Path(args.image).name}, "
-                 f"{args.window}x{args.window} window")
-        save_figure(lam_figure(hr, lr, result, title), out)
-        record = {**result.as_dict(), "model": args.model, "image": str(args.image),
-                  "picture": str(out), "sigma": SIGMA, "steps": STEPS,
-                  "kernel_size": KERNEL_SIZE}
-        if args.json:
-            print(json.dumps(record))
-        else:
-            print(f"{args.model} x{args.scale} {Path(args.image).name} window "
-                  f"{args.window}x{args.window} at (x={args.x}, y={args.y}): DI {result.di:.2f} "
-                  f"(Gini {result.gini:.4f}, 99 % of the attribution within "
-                  f"{result.radius99:.1f} LR px); picture {out}")
-        return 0
-    return _run_dataset(args, model, common)
-
-
-def _run_dataset(args, model, common) -> int:
-    from ..data.benchmark import BenchmarkSet, resolve_benchmark
-    if args.x is not None or args.y is not None:
-        raise AnalysisError("--dataset uses the centre window of every image; --x/--y are for "
-                            "--image")
-    folder = resolve_benchmark(args.dataset, args.data_root)
-    bench = BenchmarkSet(folder, args.scale, name=Path(args.dataset).name)
-    out_dir = Path(args.output) if args.output else None
-    if out_dir is not None and not out_dir.is_dir():
-        raise AnalysisError(f"-o {out_dir}: with --dataset, -o names an existing folder for "
-                            f"one picture per image")
-    rows = []
-    bar = _progress_bar(STEPS * len(bench), f"LAM {bench.name}", args.json)
-    for pair in bench:
-        x, y = centre_window(pair.hr.shape[1], pair.hr.shape[0], args.window)
-        result = local_attribution_map(model, pair.lr, x, y, progress=bar.update, **common)
-        rows.append({"name": pair.name, **result.as_dict()})
-        if out_dir is not None:
-            title = (f"LAM of {args.model} x{args.scale} on {bench.name}/{pair.name}, "
-                     f"centre {args.window}x{args.window} window")
-            save_figure(lam_figure(pair.hr, pair.lr, result, title),
-                        out_dir / f"{pair.name}_lam_{args.model}_x{args.scale}.png")
-    bar.close()
-    mean_di = float(np.mean([r["di"] for r in rows]))
-    if args.json:
-        print(json.dumps({"dataset": bench.name, "model": args.model, "scale": args.scale,
-                          "window": args.window, "position": "centre", "di": mean_di,
-                          "images": rows}))
-    else:
-        print("| image | window (x, y) | DI | Gini | radius99 (LR px) |\n|---|---|---:|---:|---:|")
-        for r in rows:
-            print(f"| {r['name']} | ({r['x']}, {r['y']}) | {r['di']:.2f} | {r['gini']:.4f} | "
-                  f"{r['radius99']:.1f} |")
-        print(f"| **mean ({len(rows)})** | centre | {mean_di:.2f} | | |")
-    return 0
 
 
 __all__ = ["BATCH", "KERNEL_SIZE", "LamResult", "SIGMA", "STEPS", "WINDOW", "centre_window",

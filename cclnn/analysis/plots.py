@@ -26,12 +26,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import AnalysisError, check_png_path, new_figure, require_matplotlib, save_figure
+from . import AnalysisError, new_figure
 
 TRAIN_COLUMNS = ("iteration", "epoch", "lr", "loss", "l_rec", "l_aux", "data_s", "compute_s")
 VAL_COLUMNS = ("iteration", "epoch", "dataset", "psnr", "ssim", "images")
@@ -338,27 +337,3 @@ def scatter_figure(points: list[dict]):
         ax.grid(True, alpha=0.3)
     return fig
 
-
-# ----------------------------------------------------------------------------- command
-
-def run_plot(args) -> int:
-    """``cclnn plot`` (see the module docstring)."""
-    require_matplotlib()
-    check_png_path(args.output)
-    if args.scatter:
-        points = scatter_points(args.inputs, args.label)
-        fig = scatter_figure(points)
-        what = f"{len(points)} result(s)"
-    else:
-        if args.label:
-            raise AnalysisError("--label is for --scatter; runs are labelled by folder name")
-        labels = run_labels(args.inputs)
-        runs = [(label, *read_run(d)) for label, d in zip(labels, args.inputs)]
-        for label, train, _ in runs:
-            if not train:
-                print(f"cclnn plot: {label}: train_log.csv has no rows yet", file=sys.stderr)
-        fig = curves_figure(runs)
-        what = f"{len(runs)} run(s)"
-    out = save_figure(fig, args.output)
-    print(f"picture {out} ({what})")
-    return 0

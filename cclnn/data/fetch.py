@@ -42,7 +42,6 @@ from ``URL/FILE`` instead of the official servers; the published hashes still ap
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import json
@@ -599,46 +598,3 @@ def _check_benchmark_scales(folder: Path, scales: Iterable[int]) -> None:
             if not (folder / set_name / "LR_bicubic" / f"X{s}").is_dir():
                 _warn(f"{folder / set_name}: no LR_bicubic/X{s} folder in the archive")
 
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-def add_fetch_parser(data_subparsers) -> None:
-    """Add ``fetch`` to the ``cclnn data`` sub-commands."""
-    p = data_subparsers.add_parser(
-        "fetch", help="download, verify and unpack DIV2K or the SR benchmark sets",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=tuple(ARCHIVES), help="which dataset")
-    p.add_argument("--root", default=None,
-                   help=f"datasets folder (default: ${ROOT_ENV}, else {DEFAULT_ROOT})")
-    p.add_argument("--scales", type=int, nargs="+", choices=SCALES, default=list(SCALES),
-                   help="LR scales (default: 2 3 4)")
-    p.add_argument("--parts", nargs="+", metavar="PART",
-                   help="archives to fetch; div2k: "
-                        + ", ".join(ARCHIVES["div2k"])
-                        + " (default: train_hr valid_hr and train/valid LR of --scales)")
-    p.add_argument("--url-base", metavar="URL",
-                   help=f"fetch every archive from URL/FILE (default: ${MIRROR_ENV}, "
-                        "else the official servers)")
-    p.add_argument("--sha256", action="append", metavar="FILE=HASH",
-                   help="expected SHA-256 of an archive (repeatable); overrides the table")
-    p.add_argument("--keep-archives", action="store_true",
-                   help="keep the downloaded archives in ROOT/downloads after unpacking")
-    p.add_argument("--retries", type=int, default=3, help="retries per download (default 3)")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="network timeout in seconds (default 30)")
-    p.set_defaults(func=run_fetch)
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    """The ``cclnn data fetch`` command: 0 on success, raises FetchError otherwise."""
-    root = args.root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT
-    if getattr(args, "retries", 3) < 0:
-        raise FetchError("--retries: must be 0 or more")
-    folder = fetch(args.name, root, scales=args.scales, parts=args.parts,
-                  url_base=args.url_base, sha256=parse_sha256_overrides(args.sha256),
-                  keep_archives=args.keep_archives, retries=getattr(args, "retries", 3),
-                  timeout=getattr(args, "timeout", 30.0))
-    print(f"{args.name}: ready in {folder}")
-    return 0

@@ -1,0 +1,24 @@
+"""The ``cclnn`` command line. Errors are one line on stderr and a non-zero exit status."""
+from __future__ import annotations
+
+import argparse
+
+from . import (ablate, bench, compare, data, demo, export, lam, models, plot, score, test, train,
+               upscale)
+from .common import OneLineParser, run_command
+
+# in the order ``cclnn --help`` lists them; each module adds its parser and sets ``func``
+COMMANDS = (models, demo, upscale, test, score, train, export, ablate, bench, lam, compare,
+            plot, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="cclnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser().parse_args(argv))

@@ -1,0 +1,132 @@
+"""``cclnn bench ...``: performance measurements (see :mod:`cclnn.bench`)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import NON_NEGATIVE, POSITIVE, add_json, add_scale
+
+# (sub-command, help, default channels, default side, default repeats) of the path comparisons
+PATH_BENCHES = (
+    ("nlsa", "our NLSA vs the official tensor program", 64, 512, 5),
+    ("rnan-nonlocal", "RNAN's non-local block in key chunks vs the official dense "
+     "form (160x160: a 128-pixel tile with its context)", 32, 160, 3))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="performance benchmarks")
+    bench_sub = p.add_subparsers(dest="what", required=True)
+    q = bench_sub.add_parser("resize", help="MATLAB-exact resize vs PIL, 2040x1356 at x1/4")
+    q.add_argument("--repeat", type=POSITIVE, default=7)
+    add_json(q)
+    q.set_defaults(func=run)
+    for what, title, channels, size, repeat in PATH_BENCHES:
+        q = bench_sub.add_parser(what, help=title)
+        q.add_argument("--channels", type=POSITIVE, default=channels)
+        q.add_argument("--size", type=POSITIVE, nargs=2, default=[size, size],
+                       metavar=("H", "W"))
+        q.add_argument("--batch", type=POSITIVE, default=1)
+        q.add_argument("--backward", action="store_true", help="time forward + backward")
+        q.add_argument("--repeat", type=POSITIVE, default=repeat)
+        add_json(q)
+        q.set_defaults(func=run)
+    q = bench_sub.add_parser("model", help="a whole network: seconds, GFLOP/s, memory")
+    q.add_argument("--model", required=True)
+    add_scale(q, default=2)
+    q.add_argument("--size", type=POSITIVE, nargs=2, default=[256, 256], metavar=("H", "W"),
+                   help="LR size of the inference (and of the training patches with --train)")
+    q.add_argument("--train", action="store_true", help="also time a training step")
+    q.add_argument("--batch", type=POSITIVE, default=16)
+    q.add_argument("--repeat", type=POSITIVE, default=3)
+    add_json(q)
+    q.set_defaults(func=run)
+    q = bench_sub.add_parser("train", help="seconds per training step: data vs compute")
+    q.add_argument("--config", required=True)
+    q.add_argument("--steps", type=POSITIVE, default=20)
+    q.add_argument("--warmup", type=NON_NEGATIVE, default=3)
+    q.add_argument("overrides", nargs="*", help="key=value config overrides")
+    add_json(q)
+    q.set_defaults(func=run)
+
+
+def print_comparison(title: str, r: dict, repeat: int) -> None:
+    ours, reference = r["paths"]
+    kind = "forward+backward" if r["backward"] else "forward"
+    print(f"{title} {kind}, C={r['channels']}, {r['batch']}x{r['size'][0]}x{r['size'][1]} "
+          f"(median of {repeat}, each path in its own process):")
+    for name in r["paths"]:
+        print(f"  {name:9s} {r[name]['seconds']:.3f} s  peak {r[name]['peak_mb']:.0f} MB")
+    print(f"  speed-up {r['speedup']:.2f}x, memory {r['memory_ratio']:.3f} of the {reference} "
+          f"path, max |{ours} - {reference}| = {r['max_abs_diff']:.2e}")
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    from ..bench import bench_model  # loaded when run, not for --help
+    r = bench_model(args.model, args.scale, args.size[0], args.size[1], args.train,
+                    args.batch, args.repeat)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"{r['model']} x{r['scale']}; this machine's fp32 matmul: "
+          f"{r['matmul_gflops']:.1f} GFLOP/s")
+    rows = [("inference", r["inference"], f"1x{args.size[0]}x{args.size[1]}")]
+    if "train_step" in r:
+        rows.append(("train step", r["train_step"],
+                     f"{args.batch}x{args.size[0]}x{args.size[1]}"))
+    for label, m, shape in rows:
+        print(f"  {label:10s} {shape:>12s}: {m['seconds']:.3f} s, {m['gflop']:.1f} GFLOP, "
+              f"{m['gflops']:.1f} GFLOP/s = {100 * m['efficiency']:.0f} % of matmul, "
+              f"peak {m['peak_mb']:.0f} MB")
+    return 0
+
+
+def _run_paths(args: argparse.Namespace) -> int:
+    from ..bench import bench_nlsa, bench_rnan_nonlocal  # loaded when run, not for --help
+    bench = bench_nlsa if args.what == "nlsa" else bench_rnan_nonlocal
+    r = bench(args.channels, args.size[0], args.size[1], args.batch, args.backward,
+              args.repeat)
+    if args.json:
+        print(json.dumps({k: r[k] for k in (*r["paths"], "max_abs_diff")}))
+    else:
+        print_comparison("NLSA" if args.what == "nlsa" else "RNAN non-local block", r,
+                         args.repeat)
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..bench import bench_train  # loaded when run, not for --help
+    r = bench_train(args.config, args.steps, args.warmup, args.overrides)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"train {r['model']} x{r['scale']}, batch {r['batch']} x {r['patch']}x"
+              f"{r['patch']} on {r['device']} ({r['threads']} threads), median of "
+              f"{r['steps']} steps: {r['step_seconds']:.3f} s/step = data "
+              f"{r['data_seconds'] * 1e3:.1f} ms + compute {r['compute_seconds']:.3f} s; "
+              f"data {100 * r['data_fraction']:.2f} % of the step")
+    return 0
+
+
+def _run_resize(args: argparse.Namespace) -> int:
+    from ..bench import bench_resize  # loaded when run, not for --help
+    r = bench_resize(repeat=args.repeat)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"resize {r['image']} x{r['scale']}: cclnn.imresize (MATLAB-exact) "
+              f"{r['cclnn_seconds'] * 1e3:.1f} ms, PIL bicubic {r['pil_seconds'] * 1e3:.1f} ms"
+              f" (median of {r['repeat']}); ratio {r['ratio']:.2f}x")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every ``cclnn bench`` sub-command: the measurement named by ``args.what``."""
+    if args.what == "model":
+        return _run_model(args)
+    if args.what in ("nlsa", "rnan-nonlocal"):
+        return _run_paths(args)
+    if args.what == "train":
+        return _run_train(args)
+    if args.what == "resize":
+        return _run_resize(args)
+    raise ValueError(args.what)

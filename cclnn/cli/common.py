@@ -1,0 +1,98 @@
+"""What every command shares: the parser class, argument types, repeated options, and the one
+place where a :class:`CclnnError` becomes one line on stderr and an exit status."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import CclnnError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(CclnnError):
+    """A bad command-line option or argument."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a pointer to --help), exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count_at_least(minimum: int):
+    """argparse type: an integer of at least ``minimum`` (a one-line usage error otherwise)."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+    parse.__name__ = "count"  # argparse names the type in its message
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = count_at_least(1), count_at_least(0)
+
+
+def scale_factor(value: str) -> int:
+    """argparse type: a scale the networks are built for."""
+    number = int(value)
+    if number not in (2, 3, 4):
+        raise argparse.ArgumentTypeError("scale must be 2, 3 or 4")
+    return number
+
+
+scale_factor.__name__ = "_scale_list"  # the type name usage errors have always shown
+
+
+def tile_size(value: str):
+    """argparse type: ``auto`` or a tile side in LR pixels (0: no tiling)."""
+    return value if value == "auto" else NON_NEGATIVE(value)
+
+
+def add_scale(parser: argparse.ArgumentParser, **options) -> None:
+    """``--scale`` (2, 3 or 4); ``options`` say its default, ``nargs`` or ``required``."""
+    parser.add_argument("--scale", type=scale_factor, **options)
+
+
+WEIGHTS_WITH_SCALE = "weights file; '{scale}' in the path is replaced"
+
+
+def add_weights(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--weights", help=help_text)
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def add_data_root(parser: argparse.ArgumentParser, holding: str = "the benchmarks") -> None:
+    parser.add_argument("--data-root", help=f"folder holding {holding} (default $CCLNN_DATA)")
+
+
+def add_json(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    parser.add_argument("--json", action="store_true", help=help_text)
+
+
+def add_self_ensemble(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--self-ensemble", action="store_true", help="x8 flip/rotation average")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; a user-facing error or an interrupt becomes one line on stderr
+    and the exit status (the error's ``exit_code``, else 2), never a traceback."""
+    try:
+        return args.func(args)
+    except (CclnnError, OSError) as exc:
+        code = getattr(exc, "exit_code", EXIT_USAGE)
+        kind = "error: " if code == EXIT_USAGE else ""
+        print(f"cclnn {args.command}: {kind}{exc}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        print(f"cclnn {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
