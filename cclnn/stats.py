@@ -134,5 +134,5 @@ def describe(c: Comparison) -> str:
     return "\n".join([
         f"mean difference a - b: {c.diff:+.6g} (95 % CI {c.ci95[0]:+.6g} to {c.ci95[1]:+.6g})",
         f"{name}: t = {c.t:.4g}, df = {c.df:.4g}, two-sided p = {c.p_value:.4g} ({counts})",
-        f"smallest difference detectable with {POWER:.0%} power at alpha = {ALPHA}: "
+        f"smallest difference detectable with {POWER * 100:.0f} % power at alpha = {ALPHA}: "
         f"{c.detectable:.4g}"])

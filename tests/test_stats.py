@@ -1,4 +1,6 @@
 """cclnn.stats against textbook values (R's sleep data) and scipy's own t-tests."""
+import json
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -74,3 +76,17 @@ def test_no_spread_gives_a_decided_or_null_result_without_dividing_by_zero():
     assert compare([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
     c = compare([2.0, 2.0], [1.0, 1.0])
     assert c.p_value == 0.0 and c.ci95 == (1.0, 1.0)
+
+
+def test_the_command_prints_the_json_record_and_one_line_errors(capsys):
+    from cclnn.cli import main
+    assert main(["stats", "--a", *map(str, DRUG1), "--b", *map(str, DRUG2), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record) == {"diff", "ci95", "p_value", "n_a", "n_b", "test", "detectable"}
+    assert record["test"] == "welch" and (record["n_a"], record["n_b"]) == (10, 10)
+    assert record["ci95"][0] == pytest.approx(-3.3654832, abs=1e-6)
+    assert main(["stats", "--a", *map(str, DRUG1), "--b", *map(str, DRUG2), "--paired"]) == 0
+    assert "paired t-test" in capsys.readouterr().out
+    assert main(["stats", "--a", "35.1", "--b", "35.0", "35.2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a: at least 2 values are needed" in err

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from . import (ablate, bench, compare, data, demo, export, lam, models, plot, score, test, train,
-               upscale)
+from . import (ablate, bench, compare, data, demo, export, lam, models, plot, score, stats, test,
+               train, upscale)
 from .common import OneLineParser, run_command
 
 # in the order ``cclnn --help`` lists them; each module adds its parser and sets ``func``
-COMMANDS = (models, demo, upscale, test, score, train, export, ablate, bench, lam, compare,
-            plot, data)
+COMMANDS = (models, demo, upscale, test, score, train, export, ablate, stats, bench, lam,
+            compare, plot, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
