@@ -122,8 +122,10 @@ class Server:
                 if state.cut_next:
                     state.cut_next = False
                     body = body[:len(body) // 2]
-                self.wfile.write(body)
+                # logged before the body is sent: the client may be done reading before a
+                # later append would run
                 state.log.append((name, rng, status, len(body)))
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
