@@ -27,6 +27,7 @@ from PIL import Image
 from .data.images import is_image_file, read_image_with_alpha, write_image
 from .errors import CclnnError
 from .inference import resolve_device, super_resolve
+from .models.descriptor import describe
 from .resize import imresize
 
 AUTO_TILE_HR = 1024  # HR pixels per tile side: the upsampler's tensors grow with scale^2
@@ -41,12 +42,13 @@ class UpscaleError(CclnnError):
 
 def load_model(model: Union[str, torch.nn.Module], scale: int, weights=None):
     """A ready network: a registered name (with ``weights`` or its shipped weights) or a
-    module (used as is; its ``scale`` attribute must match)."""
+    module (used as is; if cclnn built it, for ``scale``)."""
     from .models.registry import build_model
     from .weights import load_weights, resolve_weights
     if isinstance(model, torch.nn.Module):
-        if getattr(model, "scale", scale) != scale:
-            raise UpscaleError(f"the model is for x{model.scale}, not x{scale}")
+        info = describe(model)
+        if info is not None and info.scale != scale:
+            raise UpscaleError(f"the model is for x{info.scale}, not x{scale}")
         return model.eval()
     net = build_model(model, scale)
     load_weights(net, resolve_weights(model, scale, None if weights is None else str(weights)))
@@ -56,7 +58,7 @@ def load_model(model: Union[str, torch.nn.Module], scale: int, weights=None):
 def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None) -> int:
     """LR tile side for ``tile`` ("auto" or a number, 0 = whole image); 0 means untiled.
 
-    ``limit`` is the network's own ``max_tile`` (RNAN), which "auto" respects."""
+    ``limit`` is the network's own ``max_tile`` (RNAN's descriptor), which "auto" respects."""
     if tile == "auto":
         size = min(AUTO_TILE_HR // scale, limit or AUTO_TILE_HR)
         return size if max(shape) > size else 0
@@ -66,8 +68,9 @@ def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None
 def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="auto",
                   device="auto", self_ensemble: bool = False) -> np.ndarray:
     """uint8 H x W x 3 -> uint8 sH x sW x 3."""
+    info = describe(net)
     return super_resolve(net, rgb, scale, tile=_tile_for(rgb.shape[:2], tile, scale,
-                                                         getattr(net, "max_tile", None)),
+                                                         info.max_tile if info else None),
                          overlap=TILE_OVERLAP, ensemble=self_ensemble,
                          device=resolve_device(device) if isinstance(device, str) else device)
 

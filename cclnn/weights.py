@@ -20,6 +20,7 @@ from torch import nn
 
 from .atomic import write_bytes_atomic
 from .errors import CclnnError
+from .models.descriptor import describe, update_value_range
 from .models.registry import get_entry
 
 
@@ -110,11 +111,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
 
     With ``strict`` (the default) every key of the file must be used and every parameter and
     buffer of the model provided; otherwise a :class:`WeightsError` lists the offenders.
+    The model's :class:`~cclnn.models.ModelInfo` follows the value range the file holds.
     """
     state = read_state_dict(path)
     own = model.state_dict()
-    name = getattr(model, "name", None)
-    renames = get_entry(name).key_renames if name else ()
+    info = describe(model)
+    renames = get_entry(info.name).key_renames if info else ()
     state = rename_keys(state, own, renames)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -128,11 +130,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     if shapes:
         problems.append(f"shape mismatch: {_short(shapes)}")
     if problems:
-        label = f" for model '{name}' x{getattr(model, 'scale', '?')}" if name else ""
+        label = f" for model '{info.name}' x{info.scale}" if info else ""
         raise WeightsError(f"{path}: weights do not fit{label}: " + "; ".join(problems))
     # through load_state_dict, so that modules which read what they load see it (MeanShift
     # takes its value range from its bias); the keys were checked above
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    update_value_range(model)
     return model
 
 
@@ -142,12 +145,13 @@ def load_matching_weights(model: nn.Module, path: str | os.PathLike) -> list[str
     were. Fails if nothing matches."""
     state = read_state_dict(path)
     own = model.state_dict()
-    name = getattr(model, "name", None)
-    state = rename_keys(state, own, get_entry(name).key_renames if name else ())
+    info = describe(model)
+    state = rename_keys(state, own, get_entry(info.name).key_renames if info else ())
     loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
     if not loaded:
         raise WeightsError(f"{path}: no tensor fits the model")
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    update_value_range(model)
     return sorted(set(own) - set(loaded))
 
 
