@@ -26,6 +26,7 @@ from PIL import Image
 
 from .data.images import is_image_file, read_image_with_alpha, write_image
 from .errors import CclnnError
+from .factory import SHIPPED, create_model
 from .inference import resolve_device, super_resolve
 from .models.descriptor import describe
 from .resize import imresize
@@ -40,19 +41,16 @@ class UpscaleError(CclnnError):
     """One input could not be upscaled; the message names it."""
 
 
-def load_model(model: Union[str, torch.nn.Module], scale: int, weights=None):
-    """A ready network: a registered name (with ``weights`` or its shipped weights) or a
-    module (used as is; if cclnn built it, for ``scale``)."""
-    from .models.registry import build_model
-    from .weights import load_weights, resolve_weights
+def _network(model: Union[str, torch.nn.Module], scale: int, weights=None) -> torch.nn.Module:
+    """:func:`upscale`'s network: a registered name, through :func:`cclnn.create_model` (with
+    ``weights`` or its shipped weights; on the CPU, as it has always been), or a module (used
+    as is; if cclnn built it, for ``scale``)."""
     if isinstance(model, torch.nn.Module):
         info = describe(model)
         if info is not None and info.scale != scale:
             raise UpscaleError(f"the model is for x{info.scale}, not x{scale}")
         return model.eval()
-    net = build_model(model, scale)
-    load_weights(net, resolve_weights(model, scale, None if weights is None else str(weights)))
-    return net.eval()
+    return create_model(model, scale, weights or SHIPPED)
 
 
 def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None) -> int:
@@ -88,7 +86,7 @@ def upscale(image, scale: int = 2, model: Union[str, torch.nn.Module] = DEFAULT_
     """Upscale a PIL image or a uint8 numpy array (H x W, H x W x 3 or H x W x 4); returns
     the same type. ``model`` is a registered name (default: the shipped CCLNN-T) or a module.
     """
-    net = load_model(model, scale, weights)
+    net = _network(model, scale, weights)
     if isinstance(image, Image.Image):
         mode = image.mode
         if mode not in ("L", "RGB", "RGBA", "LA"):
@@ -160,4 +158,4 @@ def output_path(source: Path, out: str | None, scale: int, single: bool) -> Path
     return target / name
 
 
-__all__ = ["upscale", "upscale_file", "load_model"]
+__all__ = ["upscale", "upscale_file"]

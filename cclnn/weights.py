@@ -37,20 +37,14 @@ def shipped_weights(name: str, scale: int) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_weights(name: str, scale: int, option: str | None, n_scales: int = 1) -> Path:
-    """The weights file for one scale: ``option`` (``{scale}`` is replaced), else shipped."""
-    if option:
-        if "{scale}" in option:
-            return Path(option.replace("{scale}", str(scale)))
-        if n_scales > 1:
-            raise WeightsError("--weights: several scales need one file each; put '{scale}' in "
-                               "the path (e.g. model_x{scale}.pt)")
-        return Path(option)
-    shipped = shipped_weights(name, scale)
-    if shipped is None:
-        raise WeightsError(f"--weights: required for model '{name}' at x{scale} "
-                           f"(no weights ship with cclnn for it)")
-    return shipped
+def list_shipped_weights() -> dict[str, list[int]]:
+    """The networks weights ship for inside the package, each with its scales."""
+    found: dict[str, list[int]] = {}
+    for path in sorted(PRETRAINED.glob("*_x*.safetensors")):
+        name, _, scale = path.stem.rpartition("_x")
+        if scale.isdigit():
+            found.setdefault(name, []).append(int(scale))
+    return {name: sorted(scales) for name, scales in found.items()}
 
 
 WRAPPER_KEYS = ("model", "params_ema", "params", "state_dict", "model_state_dict")
