@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .models.descriptor import describe
+
 Net = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -99,11 +101,13 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
                   device: torch.device | str = "cpu") -> np.ndarray:
     """uint8 H x W x 3 LR -> uint8 sH x sW x 3 SR with ``model`` in eval mode.
 
-    ``tile=None`` runs the whole image unless the network sets a ``max_tile`` (RNAN: its
-    non-local blocks are quadratic in the image size); ``tile=0`` always runs it whole.
+    ``tile=None`` runs the whole image unless the network's descriptor has a ``max_tile``
+    (RNAN: its non-local blocks are quadratic in the image size); ``tile=0`` always runs it
+    whole.
     """
     if tile is None:
-        tile = getattr(model, "max_tile", None)
+        info = describe(model)
+        tile = info.max_tile if info else None
     model.eval()
     run = model_runner(model, torch.device(device))
     net = (lambda t: tiled(run, t, scale, tile, overlap)) if tile else run

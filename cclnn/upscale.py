@@ -26,7 +26,9 @@ from PIL import Image
 
 from .data.images import is_image_file, read_image_with_alpha, write_image
 from .errors import CclnnError
+from .factory import SHIPPED, create_model
 from .inference import resolve_device, super_resolve
+from .models.descriptor import describe
 from .resize import imresize
 
 AUTO_TILE_HR = 1024  # HR pixels per tile side: the upsampler's tensors grow with scale^2
@@ -39,24 +41,22 @@ class UpscaleError(CclnnError):
     """One input could not be upscaled; the message names it."""
 
 
-def load_model(model: Union[str, torch.nn.Module], scale: int, weights=None):
-    """A ready network: a registered name (with ``weights`` or its shipped weights) or a
-    module (used as is; its ``scale`` attribute must match)."""
-    from .models.registry import build_model
-    from .weights import load_weights, resolve_weights
+def _network(model: Union[str, torch.nn.Module], scale: int, weights=None) -> torch.nn.Module:
+    """:func:`upscale`'s network: a registered name, through :func:`cclnn.create_model` (with
+    ``weights`` or its shipped weights; on the CPU, as it has always been), or a module (used
+    as is; if cclnn built it, for ``scale``)."""
     if isinstance(model, torch.nn.Module):
-        if getattr(model, "scale", scale) != scale:
-            raise UpscaleError(f"the model is for x{model.scale}, not x{scale}")
+        info = describe(model)
+        if info is not None and info.scale != scale:
+            raise UpscaleError(f"the model is for x{info.scale}, not x{scale}")
         return model.eval()
-    net = build_model(model, scale)
-    load_weights(net, resolve_weights(model, scale, None if weights is None else str(weights)))
-    return net.eval()
+    return create_model(model, scale, weights or SHIPPED)
 
 
 def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None) -> int:
     """LR tile side for ``tile`` ("auto" or a number, 0 = whole image); 0 means untiled.
 
-    ``limit`` is the network's own ``max_tile`` (RNAN), which "auto" respects."""
+    ``limit`` is the network's own ``max_tile`` (RNAN's descriptor), which "auto" respects."""
     if tile == "auto":
         size = min(AUTO_TILE_HR // scale, limit or AUTO_TILE_HR)
         return size if max(shape) > size else 0
@@ -66,8 +66,9 @@ def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None
 def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="auto",
                   device="auto", self_ensemble: bool = False) -> np.ndarray:
     """uint8 H x W x 3 -> uint8 sH x sW x 3."""
+    info = describe(net)
     return super_resolve(net, rgb, scale, tile=_tile_for(rgb.shape[:2], tile, scale,
-                                                         getattr(net, "max_tile", None)),
+                                                         info.max_tile if info else None),
                          overlap=TILE_OVERLAP, ensemble=self_ensemble,
                          device=resolve_device(device) if isinstance(device, str) else device)
 
@@ -85,7 +86,7 @@ def upscale(image, scale: int = 2, model: Union[str, torch.nn.Module] = DEFAULT_
     """Upscale a PIL image or a uint8 numpy array (H x W, H x W x 3 or H x W x 4); returns
     the same type. ``model`` is a registered name (default: the shipped CCLNN-T) or a module.
     """
-    net = load_model(model, scale, weights)
+    net = _network(model, scale, weights)
     if isinstance(image, Image.Image):
         mode = image.mode
         if mode not in ("L", "RGB", "RGBA", "LA"):
@@ -157,4 +158,4 @@ def output_path(source: Path, out: str | None, scale: int, single: bool) -> Path
     return target / name
 
 
-__all__ = ["upscale", "upscale_file", "load_model"]
+__all__ = ["upscale", "upscale_file"]

@@ -20,6 +20,7 @@ from torch import nn
 
 from .atomic import write_bytes_atomic
 from .errors import CclnnError
+from .models.descriptor import describe, update_value_range
 from .models.registry import get_entry
 
 
@@ -36,20 +37,14 @@ def shipped_weights(name: str, scale: int) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_weights(name: str, scale: int, option: str | None, n_scales: int = 1) -> Path:
-    """The weights file for one scale: ``option`` (``{scale}`` is replaced), else shipped."""
-    if option:
-        if "{scale}" in option:
-            return Path(option.replace("{scale}", str(scale)))
-        if n_scales > 1:
-            raise WeightsError("--weights: several scales need one file each; put '{scale}' in "
-                               "the path (e.g. model_x{scale}.pt)")
-        return Path(option)
-    shipped = shipped_weights(name, scale)
-    if shipped is None:
-        raise WeightsError(f"--weights: required for model '{name}' at x{scale} "
-                           f"(no weights ship with cclnn for it)")
-    return shipped
+def list_shipped_weights() -> dict[str, list[int]]:
+    """The networks weights ship for inside the package, each with its scales."""
+    found: dict[str, list[int]] = {}
+    for path in sorted(PRETRAINED.glob("*_x*.safetensors")):
+        name, _, scale = path.stem.rpartition("_x")
+        if scale.isdigit():
+            found.setdefault(name, []).append(int(scale))
+    return {name: sorted(scales) for name, scales in found.items()}
 
 
 WRAPPER_KEYS = ("model", "params_ema", "params", "state_dict", "model_state_dict")
@@ -110,11 +105,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
 
     With ``strict`` (the default) every key of the file must be used and every parameter and
     buffer of the model provided; otherwise a :class:`WeightsError` lists the offenders.
+    The model's :class:`~cclnn.models.ModelInfo` follows the value range the file holds.
     """
     state = read_state_dict(path)
     own = model.state_dict()
-    name = getattr(model, "name", None)
-    renames = get_entry(name).key_renames if name else ()
+    info = describe(model)
+    renames = get_entry(info.name).key_renames if info else ()
     state = rename_keys(state, own, renames)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -128,11 +124,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     if shapes:
         problems.append(f"shape mismatch: {_short(shapes)}")
     if problems:
-        label = f" for model '{name}' x{getattr(model, 'scale', '?')}" if name else ""
+        label = f" for model '{info.name}' x{info.scale}" if info else ""
         raise WeightsError(f"{path}: weights do not fit{label}: " + "; ".join(problems))
     # through load_state_dict, so that modules which read what they load see it (MeanShift
     # takes its value range from its bias); the keys were checked above
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    update_value_range(model)
     return model
 
 
@@ -142,12 +139,13 @@ def load_matching_weights(model: nn.Module, path: str | os.PathLike) -> list[str
     were. Fails if nothing matches."""
     state = read_state_dict(path)
     own = model.state_dict()
-    name = getattr(model, "name", None)
-    state = rename_keys(state, own, get_entry(name).key_renames if name else ())
+    info = describe(model)
+    state = rename_keys(state, own, get_entry(info.name).key_renames if info else ())
     loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
     if not loaded:
         raise WeightsError(f"{path}: no tensor fits the model")
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    update_value_range(model)
     return sorted(set(own) - set(loaded))
 
 

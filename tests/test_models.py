@@ -84,7 +84,7 @@ def test_forward_shape_and_gradients(name, scale):
         if isinstance(m, NonLocalBlock):  # then its inner convs get exactly zero gradient
             torch.nn.init.normal_(m.out.weight, std=0.1)
     x = (torch.rand(1, 3, 37, 53) * 255).requires_grad_()
-    if hasattr(model, "auxiliary_loss"):
+    if model.info.has_aux_loss:
         sr, weights = model(x, return_aux=True)
         loss = sr.mean() + model.auxiliary_loss(weights)
     else:

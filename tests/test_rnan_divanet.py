@@ -1,4 +1,6 @@
 """RNAN and DiVANet (Table 5 comparison networks): shapes, gradients, sizes, official keys."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -199,13 +201,14 @@ def test_rnan_whole_images_run_in_tiles_like_the_official_chop():
     from cclnn.inference import super_resolve, tiled, image_to_tensor, tensor_to_image
     from cclnn.upscale import _tile_for
     model = cclnn.build_model("rnan", 2, **SMALL["rnan"]).eval()
-    model.max_tile = 16  # the real limit is 128; a small one keeps the test fast
+    assert model.info.max_tile == 128  # the real limit; a small one keeps the test fast:
+    model.info = dataclasses.replace(model.info, max_tile=16)
     lr = (torch.rand(40, 37, 3) * 255).to(torch.uint8).numpy()
     with torch.no_grad():
         expected = tensor_to_image(tiled(model, image_to_tensor(lr), 2, 16, 16))
         whole = tensor_to_image(model(image_to_tensor(lr)))
     assert (super_resolve(model, lr, 2) == expected).all()  # default: the network's limit
     assert (super_resolve(model, lr, 2, tile=0) == whole).all()  # 0: the whole image
-    assert _tile_for((600, 500), "auto", 2, model.max_tile) == 16
+    assert _tile_for((600, 500), "auto", 2, model.info.max_tile) == 16
     assert _tile_for((600, 500), "auto", 2, None) == 512
-    assert _tile_for((600, 500), 0, 2, model.max_tile) == 0
+    assert _tile_for((600, 500), 0, 2, model.info.max_tile) == 0

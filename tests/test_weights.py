@@ -82,6 +82,7 @@ def test_checkpoints_trained_in_0_1_compute_their_official_function(tmp_path):
     fresh = load_weights(cclnn.build_model("edsr-baseline", 2, n_resblocks=2, channels=8).eval(),
                          tmp_path / "rgb_range_1.pt")
     assert (fresh.sub_mean.rgb_range, fresh.add_mean.rgb_range) == (1.0, 1.0)
+    assert fresh.info.value_range == 1.0  # the descriptor follows the file's range
     x = torch.rand(1, 3, 9, 7) * 255
     with torch.no_grad():
         assert torch.allclose(fresh(x), model(x), atol=1e-3)

@@ -61,13 +61,3 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise AnalysisError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
-
-
-def load_network(name: str, scale: int, weights: str | None, device="cpu"):
-    """Network ``name`` at ``scale`` with weights ``weights`` ('{scale}' is replaced) or the
-    shipped ones (a one-line error if there are none), in eval mode on ``device``."""
-    from .. import build_model, load_weights
-    from ..weights import resolve_weights
-    model = build_model(name, scale)
-    load_weights(model, resolve_weights(name, scale, weights))
-    return model.to(device).eval()

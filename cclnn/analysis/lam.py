@@ -57,6 +57,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.descriptor import describe
 from . import AnalysisError, new_figure
 
 SIGMA = 1.2
@@ -218,12 +219,14 @@ def local_attribution_map(model: torch.nn.Module, lr: np.ndarray, x: int, y: int
                           device: torch.device | str = "cpu", progress=None) -> LamResult:
     """LAM of ``model`` for the ``window`` x ``window`` SR window at top-left (x, y).
 
-    ``lr``: uint8 h x w x 3 (or float in [0, 255]). ``scale`` defaults to ``model.scale``.
-    ``progress``: optional callable(n_steps_done) for progress reports.
+    ``lr``: uint8 h x w x 3 (or float in [0, 255]). ``scale`` defaults to the model's
+    (its :class:`~cclnn.models.ModelInfo`). ``progress``: optional callable(n_steps_done) for
+    progress reports.
     """
-    scale = scale or getattr(model, "scale", None)
+    info = describe(model)
+    scale = scale or (info.scale if info else None)
     if not scale:
-        raise ValueError("scale: not given and the model has no .scale")
+        raise ValueError("scale: not given, and the model was not built by cclnn (no ModelInfo)")
     lr_arr = np.asarray(lr)
     if lr_arr.ndim != 3 or lr_arr.shape[2] != 3:
         raise AnalysisError(f"expected an h x w x 3 LR image, got shape {lr_arr.shape}")

@@ -1,11 +1,17 @@
-"""What every command shares: the parser class, argument types, repeated options, and the one
-place where a :class:`CclnnError` becomes one line on stderr and an exit status."""
+"""What every command shares: the parser class, argument types, repeated options, the network
+that ``--model``/``--weights`` name, and the one place where a :class:`CclnnError` becomes one
+line on stderr and an exit status."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+import torch
+from torch import nn
+
 from ..errors import CclnnError
+from ..factory import SHIPPED, NoShippedWeights, create_model
+from ..weights import WeightsError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -65,6 +71,21 @@ WEIGHTS_WITH_SCALE = "weights file; '{scale}' in the path is replaced"
 
 def add_weights(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--weights", help=help_text)
+
+
+def model_from_options(name: str, scale: int, weights: str | None,
+                       device: str | torch.device = "cpu", n_scales: int = 1) -> nn.Module:
+    """The network of ``--model NAME [--weights FILE]`` at ``scale``, from
+    :func:`cclnn.create_model`: without ``--weights`` the shipped weights; with ``n_scales``
+    scales the file name must hold ``{scale}``. The errors name the option."""
+    if weights and n_scales > 1 and "{scale}" not in weights:
+        raise WeightsError("--weights: several scales need one file each; put '{scale}' in "
+                           "the path (e.g. model_x{scale}.pt)")
+    try:
+        return create_model(name, scale, weights or SHIPPED, device=device)
+    except NoShippedWeights:
+        raise WeightsError(f"--weights: required for model '{name}' at x{scale} "
+                           f"(no weights ship with cclnn for it)") from None
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

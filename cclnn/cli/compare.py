@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analysis import (AnalysisError, check_png_path, load_network, require_matplotlib,
-                        save_figure)
+from ..analysis import AnalysisError, check_png_path, require_matplotlib, save_figure
 from ..data.benchmark import mod_crop
 from ..data.images import read_image
 from ..inference import resolve_device, super_resolve
 from ..resize import imresize
-from .common import add_device, add_scale
+from .common import add_device, add_scale, model_from_options
 
 
 def add_parser(sub) -> None:
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             if weights:
                 raise AnalysisError("--models: bicubic takes no weights")
             continue
-        model = load_network(name, scale, weights, device)
+        model = model_from_options(name, scale, weights, device)
         label = name
         if names.count(name) > 1 and weights:
             label = f"{name} ({Path(weights.replace('{scale}', str(scale))).stem})"

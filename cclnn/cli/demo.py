@@ -9,8 +9,8 @@ from ..assets import SET5, set5_lr
 from ..data.benchmark import BenchmarkSet
 from ..data.images import read_image, write_image
 from ..resize import imresize
-from ..upscale import load_model, upscale_array
-from .common import CLIError, add_scale, add_weights
+from ..upscale import upscale_array
+from .common import CLIError, add_scale, add_weights, model_from_options
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     path = set5_lr(args.image, args.scale)
     if not path.is_file():
         raise CLIError(f"--image: no bundled Set5 image '{args.image}'")
-    net = load_model(args.model, args.scale, args.weights)
+    net = model_from_options(args.model, args.scale, args.weights)
     lr = read_image(path)
     start = time.perf_counter()
     sr = upscale_array(lr, net, args.scale, device="cpu")

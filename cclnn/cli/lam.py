@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..analysis import (AnalysisError, check_png_path, load_network, require_matplotlib,
-                        save_figure)
+from ..analysis import AnalysisError, check_png_path, require_matplotlib, save_figure
 from ..data.benchmark import BenchmarkSet, resolve_benchmark
 from ..data.images import read_image
 from ..inference import resolve_device
 from .common import (NON_NEGATIVE, POSITIVE, add_data_root, add_device, add_json, add_scale,
-                     add_weights)
+                     add_weights, model_from_options)
 
 
 def add_parser(sub) -> None:
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if args.image is not None and args.output is not None:
             check_png_path(args.output)
     device = resolve_device(args.device)
-    model = load_network(args.model, args.scale, args.weights, device)
+    model = model_from_options(args.model, args.scale, args.weights, device)
     common = dict(window=args.window, scale=args.scale, batch=args.batch, device=device)
     if args.image is not None:
         if args.x is None or args.y is None:

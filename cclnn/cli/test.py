@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 from ..data.benchmark import BenchmarkSet, resolve_benchmark
+from ..inference import resolve_device, super_resolve
+from ..resize import imresize
 from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, add_data_root, add_device, add_json,
-                     add_scale, add_self_ensemble, add_weights)
+                     add_scale, add_self_ensemble, add_weights, model_from_options)
 
 
 def add_parser(sub) -> None:
@@ -32,16 +34,11 @@ def add_parser(sub) -> None:
 
 def _make_super_resolver(args: argparse.Namespace, scale: int, n_scales: int):
     """uint8 LR -> uint8 SR for ``--model`` at ``scale`` (MATLAB bicubic for 'bicubic')."""
-    from .. import build_model, load_weights
-    from ..inference import resolve_device, super_resolve
-    from ..resize import imresize
     if args.model == "bicubic":
         return lambda lr: imresize(lr, scale)
-    from ..weights import resolve_weights
-    model = build_model(args.model, scale)
-    load_weights(model, resolve_weights(args.model, scale, args.weights, n_scales))
+    # --device is resolved after the weights loaded (a weights error is reported first)
+    model = model_from_options(args.model, scale, args.weights, args.device, n_scales)
     device = resolve_device(args.device)
-    model.to(device).eval()
     return lambda lr: super_resolve(model, lr, scale, tile=args.tile, overlap=args.tile_overlap,
                                     ensemble=args.self_ensemble, device=device)
 

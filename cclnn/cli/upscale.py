@@ -9,9 +9,9 @@ from tqdm import tqdm
 
 from ..errors import CclnnError
 from ..inference import resolve_device
-from ..upscale import UpscaleError, expand_inputs, load_model, output_path, upscale_file
+from ..upscale import UpscaleError, expand_inputs, output_path, upscale_file
 from .common import (WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble, add_weights,
-                     tile_size)
+                     model_from_options, tile_size)
 
 
 def add_parser(sub) -> None:
@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
         if out.exists() and not out.is_dir():
             raise UpscaleError(f"-o {out}: several inputs need an output folder")
         out.mkdir(parents=True, exist_ok=True)
-    net = load_model(args.model, args.scale, args.weights)
+    # --device is resolved after the weights loaded (a weights error is reported first)
+    net = model_from_options(args.model, args.scale, args.weights, args.device)
     device = resolve_device(args.device)
-    net.to(device)
     failed = len(errors)
     bar = tqdm(files, unit="img", disable=len(files) < 2, file=sys.stderr)
     for source in bar:

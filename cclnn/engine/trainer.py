@@ -54,6 +54,7 @@ from ..errors import CclnnError
 from ..inference import describe_device, resolve_device, super_resolve
 from ..metrics import psnr, ssim
 from ..models.common import RGB_RANGE, value_range
+from ..models.descriptor import describe
 from ..models.registry import build_model
 from ..weights import load_matching_weights
 from .config import TrainConfig, config_from_dict, dump_config, expand_path
@@ -167,7 +168,7 @@ class Trainer:
         self.model.to(self.device)
         if c.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.has_aux = hasattr(self.model, "auxiliary_loss")
+        self.has_aux = describe(self.model).has_aux_loss
         self.aux_weight = aux_weight_on_255(c.loss.aux_weight, self.model)
         self.net = self.model
         if self.world > 1:

@@ -6,6 +6,7 @@ so checkpoints of the official implementations load unchanged.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -69,12 +70,13 @@ class MeanShift(nn.Conv2d):
                     else found
 
 
-def value_range(model: nn.Module) -> float:
-    """The value range a network's weights work in: its mean shifts' (255 without any)."""
+def value_range(model: nn.Module, default: Optional[float] = RGB_RANGE) -> Optional[float]:
+    """The value range a network's weights work in: its mean shifts' (``default``, 255,
+    without any)."""
     for module in model.modules():
         if isinstance(module, MeanShift):
             return module.rgb_range
-    return float(RGB_RANGE)
+    return None if default is None else float(default)
 
 
 class ResBlock(nn.Module):

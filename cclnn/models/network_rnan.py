@@ -166,13 +166,14 @@ class AttentionGroup(nn.Module):
         return self.conv(self.block(x))
 
 
-class RNAN(nn.Module):
-    # Whole images are run in tiles of at most this many LR pixels a side (plus the tile
-    # overlap of context): the non-local blocks cost HW x HW, and the official test chops
-    # every image into patches below 30000 pixels (``forward_chop(min_size=30000)``); 128 + 2 x 16
-    # context = 25600 pixels. ``tile=0`` (``--tile 0``) still forces the whole image.
-    max_tile = 128
+# Whole images are run in tiles of at most this many LR pixels a side (plus the tile overlap
+# of context): the non-local blocks cost HW x HW, and the official test chops every image into
+# patches below 30000 pixels (``forward_chop(min_size=30000)``); 128 + 2 x 16 context = 25600
+# pixels. ``tile=0`` (``--tile 0``) still forces the whole image. Registered as ``max_tile``.
+MAX_TILE = 128
 
+
+class RNAN(nn.Module):
     def __init__(self, config: RNANConfig, scale: int):
         super().__init__()
         c = config.channels
@@ -219,7 +220,7 @@ RNAN_RENAMES = (
 
 register("rnan", RNANConfig(), "RNAN: 10 residual (non-)local attention groups, 64 ch (Table 5)",
          RNAN_RENAMES, published="none in the official code; ~7.5 M quoted by later papers, "
-         "not reproducible (network_rnan)")(RNAN)
+         "not reproducible (network_rnan)", max_tile=MAX_TILE)(RNAN)
 register("rnan-s", RNANConfig(channels=32, n_resgroups=3),
          "RNAN-S: 3 attention groups (2 non-local, 1 local), 32 ch (study size of `cclnn ablate`)",
-         RNAN_RENAMES)(RNAN)
+         RNAN_RENAMES, max_tile=MAX_TILE)(RNAN)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, make_config, suggest
+from .descriptor import attach, make_info
 
 SCALES = (2, 3, 4)
 
@@ -27,22 +28,25 @@ class ModelEntry:
     summary: str
     key_renames: tuple[tuple[str, str], ...] = ()  # regex renames for official checkpoints
     published: str = ""  # the size its paper gives, for `cclnn models` (where there is one)
+    max_tile: int | None = None  # LR tile side whole images are run in by default (RNAN)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register(name: str, defaults: Any, summary: str,
-             key_renames: tuple[tuple[str, str], ...] = (), published: str = ""):
+             key_renames: tuple[tuple[str, str], ...] = (), published: str = "",
+             max_tile: int | None = None):
     """Class/function decorator: ``@register("edsr", EDSRConfig(...), "...")``.
 
-    The decorated callable is called as ``build(config, scale)``.
+    The decorated callable is called as ``build(config, scale)``. ``max_tile``: see
+    :class:`~cclnn.models.descriptor.ModelInfo`.
     """
     def decorator(build):
         if name in _REGISTRY:
             raise RuntimeError(f"model name registered twice: {name}")
         _REGISTRY[name] = ModelEntry(name, build, defaults, summary, key_renames,
-                                     published)
+                                     published, max_tile)
         return build
     return decorator
 
@@ -70,17 +74,17 @@ def build_model(name: str, scale: int, **overrides) -> nn.Module:
     """Build network ``name`` for upscaling factor ``scale`` (2, 3 or 4).
 
     ``overrides`` replace fields of the network's default config (see ``cclnn models``
-    and :func:`model_config`). The module gets ``.name``, ``.scale`` and ``.config``.
+    and :func:`model_config`). Randomly initialised, in training mode; the module's facts
+    are its :class:`~cclnn.models.descriptor.ModelInfo` (``model.info``, read with
+    :func:`~cclnn.models.descriptor.describe`). Ready trained networks:
+    :func:`cclnn.create_model`.
     """
     if scale not in SCALES:
         raise ConfigError(f"scale must be one of {SCALES}, got {scale!r}")
     entry = get_entry(name)
     config = model_config(name, **overrides)
     model = entry.build(config, scale)
-    model.name = name
-    model.scale = scale
-    model.config = config
-    return model
+    return attach(model, make_info(model, name, scale, config, entry.max_tile))
 
 
 def count_parameters(name: str, scale: int, **overrides) -> int:
