@@ -29,6 +29,9 @@ Random rotations: in training mode they are drawn from the global RNG (so seedin
 training reproducible); in eval mode they are drawn from a private generator seeded with
 ``eval_seed`` on every call, so the same image always gives the same output. Networks give
 their i-th NLSA ``eval_seed = i``. Both can be bypassed by passing ``rotations``.
+
+LONG FILE: over 400 lines because the fused kernels, their blocking and the reference they are
+tested against must be read together to check that they compute the same function.
 """
 from __future__ import annotations
 
