@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import cclnn
-from cclnn.bench import bench_nlsa, bench_rnan_nonlocal, count_gflop
+from cclnn.speed import bench_nlsa, bench_rnan_nonlocal, count_gflop
 
 
 def test_gflop_count_of_srcnn_by_hand():

@@ -144,7 +144,7 @@ def test_make_lr_reproduces_matlab(tmp_path, capsys):
 
 
 def test_bench_resize_smoke():
-    from cclnn.bench import bench_resize
+    from cclnn.speed import bench_resize
     r = bench_resize(width=200, height=100, repeat=1)
     assert r["cclnn_seconds"] > 0 and r["pil_seconds"] > 0 and r["ratio"] > 0
 

@@ -276,7 +276,7 @@ def test_init_weights_from_x2_keeps_body(tmp_path, images):
 
 
 def test_bench_train_reports_split(tmp_path, images):
-    from cclnn.bench import bench_train
+    from cclnn.speed import bench_train
     r = bench_train(str(tiny_config(tmp_path, images)), steps=3, warmup=1)
     assert r["steps"] == 3 and 0 < r["data_fraction"] < 1
 

@@ -1,4 +1,4 @@
-"""``cclnn bench ...``: performance measurements (see :mod:`cclnn.bench`)."""
+"""``cclnn bench ...``: performance measurements (see :mod:`cclnn.speed`)."""
 from __future__ import annotations
 
 import argparse
@@ -61,7 +61,7 @@ def print_comparison(title: str, r: dict, repeat: int) -> None:
 
 
 def _run_model(args: argparse.Namespace) -> int:
-    from ..bench import bench_model  # loaded when run, not for --help
+    from ..speed import bench_model  # loaded when run, not for --help
     r = bench_model(args.model, args.scale, args.size[0], args.size[1], args.train,
                     args.batch, args.repeat)
     if args.json:
@@ -81,7 +81,7 @@ def _run_model(args: argparse.Namespace) -> int:
 
 
 def _run_paths(args: argparse.Namespace) -> int:
-    from ..bench import bench_nlsa, bench_rnan_nonlocal  # loaded when run, not for --help
+    from ..speed import bench_nlsa, bench_rnan_nonlocal  # loaded when run, not for --help
     bench = bench_nlsa if args.what == "nlsa" else bench_rnan_nonlocal
     r = bench(args.channels, args.size[0], args.size[1], args.batch, args.backward,
               args.repeat)
@@ -94,7 +94,7 @@ def _run_paths(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..bench import bench_train  # loaded when run, not for --help
+    from ..speed import bench_train  # loaded when run, not for --help
     r = bench_train(args.config, args.steps, args.warmup, args.overrides)
     if args.json:
         print(json.dumps(r))
@@ -108,7 +108,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_resize(args: argparse.Namespace) -> int:
-    from ..bench import bench_resize  # loaded when run, not for --help
+    from ..speed import bench_resize  # loaded when run, not for --help
     r = bench_resize(repeat=args.repeat)
     if args.json:
         print(json.dumps(r))

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from ..analysis.plots import read_log
-from ..bench import bench_train
+from ..speed import bench_train
 from .study import Study, plan_jobs
 from .suites import Suite
 

@@ -2,6 +2,10 @@
 
 Timings on shared machines are noisy: every figure is the median of several runs after a
 warm-up, and comparisons are made within one command so both sides see the same machine.
+
+The package's modules are imported inside the measuring functions on purpose: several run in a
+fresh child process (:func:`in_child`) whose peak memory is reported, and that figure should
+hold what the measurement needs, not the whole package.
 """
 from __future__ import annotations
 
