@@ -5,7 +5,7 @@ Networks take N x 3 x h x w float RGB in [0, 255] and return N x 3 x (s h) x (s 
 from .factory import create_model
 from .models import NonLocalSparseAttention, build_model, list_models
 from .resize import imresize
-from .upscale import upscale
+from .upscaling import upscale
 from .weights import load_weights, save_weights
 
 __version__ = "0.1.0"

@@ -199,7 +199,7 @@ def test_rnan_nonlocal_in_key_chunks_equals_the_dense_official_form(monkeypatch)
 
 def test_rnan_whole_images_run_in_tiles_like_the_official_chop():
     from cclnn.inference import super_resolve, tiled, image_to_tensor, tensor_to_image
-    from cclnn.upscale import _tile_for
+    from cclnn.upscaling import _tile_for
     model = cclnn.build_model("rnan", 2, **SMALL["rnan"]).eval()
     assert model.info.max_tile == 128  # the real limit; a small one keeps the test fast:
     model.info = dataclasses.replace(model.info, max_tile=16)

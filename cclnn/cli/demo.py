@@ -9,7 +9,7 @@ from ..assets import SET5, set5_lr
 from ..data.benchmark import BenchmarkSet
 from ..data.images import read_image, write_image
 from ..resize import imresize
-from ..upscale import upscale_array
+from ..upscaling import upscale_array
 from .common import CLIError, add_scale, add_weights, model_from_options
 
 

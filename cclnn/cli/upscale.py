@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..errors import CclnnError
 from ..inference import resolve_device
-from ..upscale import UpscaleError, expand_inputs, output_path, upscale_file
+from ..upscaling import UpscaleError, expand_inputs, output_path, upscale_file
 from .common import (WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble, add_weights,
                      model_from_options, tile_size)
 

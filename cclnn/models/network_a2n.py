@@ -87,7 +87,7 @@ class A2N(nn.Module):
     def __init__(self, config: A2NConfig, scale: int):
         super().__init__()
         c, u = config.channels, config.up_channels
-        self.upscale = scale
+        self.scale_factor = scale
         self.head = _conv(3, c, 3)
         self.blocks = nn.Sequential(*[AttentionInAttentionBlock(config)
                                       for _ in range(config.n_blocks)])
@@ -101,7 +101,7 @@ class A2N(nn.Module):
         features = self.head(x)
         features = features + self.body_conv(self.blocks(features))
         out = self.tail(self.upsample(features))
-        return out + F.interpolate(x, scale_factor=self.upscale, mode="bilinear",
+        return out + F.interpolate(x, scale_factor=self.scale_factor, mode="bilinear",
                                    align_corners=False)
 
 

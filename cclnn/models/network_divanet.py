@@ -142,7 +142,7 @@ class DiVANet(nn.Module):
     def __init__(self, config: DiVANetConfig, scale: int):
         super().__init__()
         c = config.channels
-        self.upscale = scale
+        self.scale_factor = scale
         self.sub_mean = MeanShift(-1, rgb_range=1.0)
         self.head = wn_conv(3, c, 3)
         self.trunk = FusionStack(
@@ -162,7 +162,7 @@ class DiVANet(nn.Module):
         features, _ = self.trunk(self.head(x))
         out = self.tail(self.upsample(features))
         h, w = x.shape[-2:]
-        skip = F.interpolate(x, size=(h * self.upscale, w * self.upscale), mode="bicubic",
+        skip = F.interpolate(x, size=(h * self.scale_factor, w * self.scale_factor), mode="bicubic",
                              align_corners=False)
         return self.add_mean(out + skip)
 

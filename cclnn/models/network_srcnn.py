@@ -30,11 +30,11 @@ class LuminanceNet(nn.Module):
 
     def __init__(self, scale: int, net: nn.Module):
         super().__init__()
-        self.upscale = scale
+        self.scale_factor = scale
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up = resize_tensor(x, float(self.upscale))
+        up = resize_tensor(x, float(self.scale_factor))
         ycbcr = rgb_to_ycbcr(up)
         y = ycbcr[:, :1] / 255.0
         refined = self.net(y) + (y if self.residual else 0)
