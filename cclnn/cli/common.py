@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..data.layout import SCALES, SCALES_TEXT
 from ..errors import CclnnError
 
 EXIT_USAGE = 2
@@ -42,8 +43,8 @@ POSITIVE, NON_NEGATIVE = count_at_least(1), count_at_least(0)
 def scale_factor(value: str) -> int:
     """argparse type: a scale the networks are built for."""
     number = int(value)
-    if number not in (2, 3, 4):
-        raise argparse.ArgumentTypeError("scale must be 2, 3 or 4")
+    if number not in SCALES:
+        raise argparse.ArgumentTypeError(f"scale must be {SCALES_TEXT}")
     return number
 
 
@@ -56,7 +57,7 @@ def tile_size(value: str):
 
 
 def add_scale(parser: argparse.ArgumentParser, **options) -> None:
-    """``--scale`` (2, 3 or 4); ``options`` say its default, ``nargs`` or ``required``."""
+    """``--scale`` (one of ``SCALES``); ``options`` say its default, ``nargs`` or ``required``."""
     parser.add_argument("--scale", type=scale_factor, **options)
 
 

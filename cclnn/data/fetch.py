@@ -63,13 +63,12 @@ from tqdm import tqdm
 
 from ..atomic import write_text_atomic
 from ..errors import CclnnError
+from .layout import HR_FOLDER, SCALES, lr_dir
 
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/"
 MIRROR_ENV = "CCLNN_DATA_MIRROR"
-ROOT_ENV = "CCLNN_DATA"
 DEFAULT_ROOT = "./datasets"
-SCALES = (2, 3, 4)
 BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
 CHECKSUMS_FILE = "checksums.sha256"
 CHUNK = 1 << 20
@@ -157,7 +156,7 @@ ARCHIVES: dict[str, dict[str, Archive]] = {
     "div2k": _div2k_archives(),
     "benchmark": {"benchmark": Archive(
         "benchmark", "benchmark.tar", BENCHMARK_URL, *_BENCHMARK_PUBLISHED, ".",
-        tuple(f"benchmark/{name}/HR" for name in BENCHMARK_SETS))},
+        tuple(f"benchmark/{name}/{HR_FOLDER}" for name in BENCHMARK_SETS))},
 }
 
 
@@ -595,6 +594,6 @@ def _fetch_one(archive: Archive, url: str, root: Path, overrides: Mapping[str, s
 def _check_benchmark_scales(folder: Path, scales: Iterable[int]) -> None:
     for set_name in BENCHMARK_SETS:
         for s in scales:
-            if not (folder / set_name / "LR_bicubic" / f"X{s}").is_dir():
+            if not lr_dir(folder / set_name, s).is_dir():
                 _warn(f"{folder / set_name}: no LR_bicubic/X{s} folder in the archive")
 

@@ -47,14 +47,14 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path, write_text_if_changed
 from ..config import ConfigError, config_to_dict
-from ..data.benchmark import (BenchmarkPair, BenchmarkSet, cached_bicubic_lr, mod_crop,
-                              resolve_benchmark)
+from ..data.benchmark import BenchmarkPair, BenchmarkSet, cached_bicubic_lr, resolve_benchmark
 from ..data.images import read_image
 from ..errors import CclnnError
 from ..inference import describe_device, resolve_device, super_resolve
 from ..metrics import psnr, ssim
 from ..models.common import RGB_RANGE, value_range
 from ..models.registry import build_model
+from ..resize import mod_crop
 from ..weights import load_matching_weights
 from .config import TrainConfig, config_from_dict, dump_config, expand_path
 from .data import EpochBatches, TrainPatches, source_files

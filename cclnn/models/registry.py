@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import ConfigError, make_config, suggest
 
-SCALES = (2, 3, 4)
+from ..data.layout import SCALES
 
 
 @dataclass(frozen=True)
