@@ -29,7 +29,6 @@ SIGTERM before iteration N.
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import os
 import signal
@@ -58,10 +57,10 @@ from ..resize import mod_crop
 from ..weights import load_matching_weights
 from .config import TrainConfig, config_from_dict, dump_config, expand_path
 from .data import EpochBatches, TrainPatches, source_files
+from .logs import (LOG_FIELDS, TRAIN_LOG, VAL_LOG, append_row, start_logs, train_row,
+                   truncate_log, val_row)
 
 CHECKPOINT_FORMAT = "cclnn-train-checkpoint/1"
-TRAIN_FIELDS = ["iteration", "epoch", "lr", "loss", "l_rec", "l_aux", "data_s", "compute_s"]
-VAL_FIELDS = ["iteration", "epoch", "dataset", "psnr", "ssim", "images"]
 
 
 class TrainingError(CclnnError):
@@ -235,9 +234,7 @@ class Trainer:
                                 f"`cclnn train --resume {self.run_dir}` or choose another name=")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_config(self.config))
-        for name, fields in (("train_log.csv", TRAIN_FIELDS), ("val_log.csv", VAL_FIELDS)):
-            with open(self.run_dir / name, "w", newline="") as f:
-                csv.writer(f).writerow(fields)
+        start_logs(self.run_dir)
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -310,16 +307,15 @@ class Trainer:
         earlier = list(state.get("devices", []))  # absent in checkpoints made before it was kept
         self.devices = earlier + [d for d in self.devices if earlier[-1:] != [d]]
         if self.is_main:  # drop log rows written after this checkpoint
-            for name in ("train_log.csv", "val_log.csv"):
-                _truncate_log(self.run_dir / name, self.iteration)
+            for name in LOG_FIELDS:
+                truncate_log(self.run_dir / name, self.iteration)
             # keep overrides given with --resume (e.g. epochs=20) for the next resume
             write_text_if_changed(self.run_dir / "config.yaml", dump_config(self.config))
 
     # ----------------------------------------------------------------- training
     def _log(self, name: str, row: list) -> None:
         if self.is_main:
-            with open(self.run_dir / name, "a", newline="") as f:
-                csv.writer(f).writerow(row)
+            append_row(self.run_dir / name, row)
 
     def step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
         """One optimisation step on a batch; returns the loss parts (floats)."""
@@ -410,10 +406,9 @@ class Trainer:
                 self.times.append(StepTimes(t1 - t0, t2 - t1))
                 epoch = (self.iteration - 1) // self.iters_per_epoch
                 if self.iteration % c.log_every == 0 or self.iteration == self.total_iterations:
-                    self._log("train_log.csv", [
-                        self.iteration, epoch, f"{self.scheduler.get_last_lr()[0]:.6g}",
-                        f"{parts['loss']:.6f}", f"{parts['l_rec']:.6f}", f"{parts['l_aux']:.6f}",
-                        f"{t1 - t0:.4f}", f"{t2 - t1:.4f}"])
+                    self._log(TRAIN_LOG, train_row(self.iteration, epoch,
+                                                   self.scheduler.get_last_lr()[0], parts,
+                                                   t1 - t0, t2 - t1))
                 if self.tensorboard and self.iteration % c.log_every == 0:
                     for key, value in parts.items():
                         self.tensorboard.add_scalar(f"train/{key}", value, self.iteration)
@@ -480,8 +475,8 @@ class Trainer:
             totals = totals.cpu()
         mean_psnr, mean_ssim = (totals[:2] / totals[2]).tolist()
         epoch = (self.iteration - 1) // self.iters_per_epoch
-        self._log("val_log.csv", [self.iteration, epoch, name, f"{mean_psnr:.4f}",
-                                  f"{mean_ssim:.5f}", int(totals[2])])
+        self._log(VAL_LOG, val_row(self.iteration, epoch, name, mean_psnr, mean_ssim,
+                                   int(totals[2])))
         if self.tensorboard:
             self.tensorboard.add_scalar(f"val/{name}_psnr", mean_psnr, self.iteration)
             self.tensorboard.add_scalar(f"val/{name}_ssim", mean_ssim, self.iteration)
@@ -509,16 +504,6 @@ def _tensorboard_writer(run_dir: Path):
     except ImportError:
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _truncate_log(path: Path, iteration: int) -> None:
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
 
 
 def _launch() -> tuple[int, int]:
