@@ -156,7 +156,7 @@ def test_ddp_two_processes_match_one(tmp_path, images):
 
 
 def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
-    from cclnn.engine.trainer import _process_device
+    from cclnn.engine.processes import process_device as _process_device
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     assert _process_device(torch.device("cuda"), 2, 0) == torch.device("cuda", 0)

@@ -5,7 +5,8 @@ writer, the truncation on resume and the reader. Nothing else spells a column li
 ``log_every`` iterations (``lr`` as ``%.6g``, losses as ``%.6f``, the seconds spent loading the
 batch and computing the step as ``%.4f``). ``val_log.csv``:
 ``iteration,epoch,dataset,psnr,ssim,images``, one row per validation (PSNR ``%.4f`` dB, SSIM
-``%.5f``, the number of images). ``epoch`` counts from 0.
+``%.5f``, the number of images). ``epoch`` counts from 0. With tensorboard installed the
+trainer also writes TensorBoard scalars under ``RUN_DIR/tensorboard``.
 """
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ def truncate_log(path: Path, iteration: int) -> None:
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
+
+
+def tensorboard_writer(run_dir: Path):
+    """A TensorBoard writer under ``run_dir/tensorboard`` when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 # ----------------------------------------------------------------------------- reading
