@@ -358,3 +358,19 @@ def test_a_run_with_device_cuda_trains_there_and_records_it(tmp_path, images):
     assert trainer.device.type == "cuda" and np.isfinite(result["psnr"])
     state = torch.load(trainer.run_dir / "latest.pt", weights_only=True)
     assert state["iteration"] == 2 and state["devices"][0].startswith("cuda")
+
+
+def test_resume_from_a_damaged_checkpoint_is_a_one_line_error(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    run_dir = Trainer(load_config(path, ["name=damaged", "val.every=0"]), progress=False).run_dir
+    latest = run_dir / "latest.pt"
+    torch.save(cclnn.build_model("srcnn", 2).state_dict(), tmp_path / "plain.pt")
+    for content, needle in [(b"", "not a readable training checkpoint (empty file)"),
+                            (b"PK\x03\x04", "not a readable training checkpoint"),
+                            ((tmp_path / "plain.pt").read_bytes(),
+                             "not a cclnn training checkpoint")]:
+        latest.write_bytes(content)
+        with pytest.raises(TrainingError, match=needle.replace("(", r"\(").replace(")", r"\)")
+                           ) as caught:
+            Trainer(resume_config(run_dir), run_dir, resume=True, progress=False)
+        assert str(caught.value).startswith(f"{latest}: ") and "\n" not in str(caught.value)

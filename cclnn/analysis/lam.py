@@ -57,6 +57,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..inference import tensor_to_image
 from ..resize import degrade, imresize, mod_crop
 from . import AnalysisError, new_figure
 
@@ -264,7 +265,6 @@ def local_attribution_map(model: torch.nn.Module, lr: np.ndarray, x: int, y: int
     norm_map = normalised_map(attribution)
     di, g = diffusion_index(norm_map)
     centre = ((x + window / 2) / scale, (y + window / 2) / scale)
-    from ..inference import tensor_to_image
     return LamResult(attribution, norm_map, di, g, x, y, window, scale,
                      tensor_to_image(sr_last), mass_radius(norm_map, centre))
 

@@ -30,6 +30,8 @@ from ..weights import WeightsError, load_weights, save_weights
 CHECKPOINT_FORMAT = "cclnn-train-checkpoint/1"
 LATEST = "latest.pt"
 BEST = "best.pt"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive
+PICKLE_MAGIC = b"\x80"  # a pickle of protocol 2 or later (torch's legacy format)
 
 
 class CheckpointError(WeightsError):
@@ -51,8 +53,11 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: not a readable training checkpoint (empty file)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        what = "empty file" if not head else "not a file torch.save writes"
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({what})")
     try:
         with warnings.catch_warnings():  # torch warns before it refuses a foreign pickle
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -60,9 +65,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects other "
                               f"than tensors, which could run code ({_detail(exc)})") from None
-    except Exception as exc:  # truncated or corrupt: torch's own reader errors
+    except Exception as exc:  # torch's own reader errors
+        damaged = "truncated or damaged: " if head == ZIP_MAGIC else ""
         raise CheckpointError(f"{path}: not a readable training checkpoint "
-                              f"({_detail(exc)})") from None
+                              f"({damaged}{_detail(exc)})") from None
 
 
 def _detail(exc: Exception) -> str:
@@ -72,8 +78,10 @@ def _detail(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(boilerplate)]
     detail = (useful or lines or [type(exc).__name__])[0]
-    detail = detail.split(". This is an internal miniz error")[0]  # truncated zip: the gist
-    return " ".join(detail.split())
+    detail = " ".join(detail.split(". This is an internal miniz error")[0].split())
+    if isinstance(exc, (RuntimeError, pickle.UnpicklingError)):
+        return detail  # torch's and pickle's own words
+    return f"{type(exc).__name__}: {detail}"  # e.g. OSError of a truncated archive
 
 
 def _format_problem(path: Path, data: Any) -> Optional[str]:
