@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .data.layout import lr_dir, lr_file_name
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 SET5 = ASSETS / "Set5"
 
@@ -12,4 +14,4 @@ def set5_hr(name: str) -> Path:
 
 
 def set5_lr(name: str, scale: int) -> Path:
-    return SET5 / "LR_bicubic" / f"X{scale}" / f"{name}x{scale}.png"
+    return lr_dir(SET5, scale) / lr_file_name(name, scale)

@@ -16,6 +16,9 @@ MATLAB's algorithm, reproduced here:
 
 Float inputs (numpy or torch, any device, batched ``[..., H, W]`` tensors) use the same
 weights without rounding and stay differentiable, for training-time use.
+
+:func:`degrade` is the HR -> LR degradation of every benchmark and training pair: crop to a
+multiple of the scale (:func:`mod_crop`), then this resize by 1/scale.
 """
 from __future__ import annotations
 
@@ -126,3 +129,15 @@ def imresize(img, scale: float, antialias: bool = True):
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
     out = resize_axes(t, (0, 1), scale, antialias, round_to_uint8=is_uint8).numpy()
     return out.astype(np.uint8) if is_uint8 else out
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    """``img`` cropped at the bottom and right to a multiple of ``scale`` (H x W x ...)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def degrade(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The LR image of the benchmark protocol: ``hr`` cropped to a multiple of ``scale``, then
+    MATLAB ``imresize(hr, 1/scale, 'bicubic')`` (bit-exact on uint8)."""
+    return imresize(mod_crop(hr, scale), 1 / scale)

@@ -164,34 +164,3 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | Non
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     write_bytes_atomic(path, save(state, metadata={k: str(v) for k, v in (metadata or {}).items()}))
 
-
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """A training checkpoint (``best.pt``/``latest.pt`` of ``cclnn train``) as a safetensors
-    weights file: the network is rebuilt from the checkpoint's config and loaded strictly, so
-    a file that would not load later is never written. Returns the metadata stored with it."""
-    from .models.registry import build_model
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise WeightsError(f"{path}: checkpoint not found")
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a readable training checkpoint ({exc})") from None
-    config = data.get("config") if isinstance(data, Mapping) else None
-    if not isinstance(config, Mapping) or "model" not in config:
-        raise WeightsError(f"{path}: no training config inside; not a `cclnn train` checkpoint")
-    section = config["model"]
-    model = build_model(section["name"], section["scale"], **dict(section.get("options") or {}))
-    load_weights(model, path)
-    metadata = {"model": section["name"], "scale": section["scale"],
-                "options": dict(section.get("options") or {}), "run": config.get("name"),
-                "iteration": data.get("iteration")}
-    if "psnr" in data:
-        metadata.update(validation=f"{data.get('dataset')} {data['psnr']:.4f} dB")
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise WeightsError(f"{out}: the exported file must be named *.safetensors")
-    if not out.parent.is_dir():
-        raise WeightsError(f"{out}: folder {out.parent} does not exist")
-    save_weights(model, out, metadata)
-    return metadata

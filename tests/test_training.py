@@ -156,7 +156,7 @@ def test_ddp_two_processes_match_one(tmp_path, images):
 
 
 def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
-    from cclnn.engine.trainer import _process_device
+    from cclnn.engine.processes import process_device as _process_device
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     assert _process_device(torch.device("cuda"), 2, 0) == torch.device("cuda", 0)
@@ -358,3 +358,19 @@ def test_a_run_with_device_cuda_trains_there_and_records_it(tmp_path, images):
     assert trainer.device.type == "cuda" and np.isfinite(result["psnr"])
     state = torch.load(trainer.run_dir / "latest.pt", weights_only=True)
     assert state["iteration"] == 2 and state["devices"][0].startswith("cuda")
+
+
+def test_resume_from_a_damaged_checkpoint_is_a_one_line_error(tmp_path, images):
+    path = tiny_config(tmp_path, images)
+    run_dir = Trainer(load_config(path, ["name=damaged", "val.every=0"]), progress=False).run_dir
+    latest = run_dir / "latest.pt"
+    torch.save(cclnn.build_model("srcnn", 2).state_dict(), tmp_path / "plain.pt")
+    for content, needle in [(b"", "not a readable training checkpoint (empty file)"),
+                            (b"PK\x03\x04", "not a readable training checkpoint"),
+                            ((tmp_path / "plain.pt").read_bytes(),
+                             "not a cclnn training checkpoint")]:
+        latest.write_bytes(content)
+        with pytest.raises(TrainingError, match=needle.replace("(", r"\(").replace(")", r"\)")
+                           ) as caught:
+            Trainer(resume_config(run_dir), run_dir, resume=True, progress=False)
+        assert str(caught.value).startswith(f"{latest}: ") and "\n" not in str(caught.value)

@@ -57,7 +57,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..inference import tensor_to_image
 from ..models.descriptor import describe
+from ..resize import degrade, imresize, mod_crop
 from . import AnalysisError, new_figure
 
 SIGMA = 1.2
@@ -266,17 +268,14 @@ def local_attribution_map(model: torch.nn.Module, lr: np.ndarray, x: int, y: int
     norm_map = normalised_map(attribution)
     di, g = diffusion_index(norm_map)
     centre = ((x + window / 2) / scale, (y + window / 2) / scale)
-    from ..inference import tensor_to_image
     return LamResult(attribution, norm_map, di, g, x, y, window, scale,
                      tensor_to_image(sr_last), mass_radius(norm_map, centre))
 
 
 def lr_from_hr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(mod-cropped HR, its MATLAB-bicubic LR), both uint8."""
-    from ..data.benchmark import mod_crop
-    from ..resize import imresize
     hr = mod_crop(hr, scale)
-    return hr, imresize(hr, 1 / scale)
+    return hr, degrade(hr, scale)
 
 
 # ----------------------------------------------------------------------------- picture
@@ -326,7 +325,6 @@ def lam_figure(hr: np.ndarray, lr: np.ndarray, result: LamResult, title: str):
     official demo's "blend_abs_and_input"), whole image; the LAM map alone and the SR output,
     both zoomed on a ``ZOOM * window`` square around the window (dashed in panel 2)."""
     from matplotlib.patches import Rectangle
-    from ..resize import imresize
     width, height = lam_figure_size(hr.shape)
     fig = new_figure(width, height)
     panel_h = _panel_height(hr.shape)

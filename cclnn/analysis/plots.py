@@ -23,17 +23,15 @@ panels per row.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from ..engine.logs import TRAIN_FIELDS, TRAIN_LOG, VAL_FIELDS, VAL_LOG, read_log
 from . import AnalysisError, new_figure
 
-TRAIN_COLUMNS = ("iteration", "epoch", "lr", "loss", "l_rec", "l_aux", "data_s", "compute_s")
-VAL_COLUMNS = ("iteration", "epoch", "dataset", "psnr", "ssim", "images")
 SMOOTH = 10
 CURVES_SIZE = (1200, 460)
 PANEL_SIZE = (460, 380)
@@ -42,44 +40,17 @@ PANELS_PER_ROW = 3
 
 # ----------------------------------------------------------------------------- reading
 
-def read_log(path: Path, columns: tuple[str, ...], numeric: tuple[str, ...]) -> list[dict]:
-    """Rows of a CSV log with the ``columns`` header; ``numeric`` columns as floats."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise AnalysisError(f"{path}: not a cclnn log: missing column(s) "
-                                    f"{', '.join(missing)} (header: {','.join(header) or 'none'})")
-            rows = []
-            for line, row in enumerate(reader, start=2):
-                try:
-                    rows.append({**row, **{c: float(row[c]) for c in numeric}})
-                except (TypeError, ValueError):
-                    raise AnalysisError(f"{path}, line {line}: not a number in "
-                                        f"{', '.join(numeric)}") from None
-    except FileNotFoundError:
-        raise AnalysisError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise AnalysisError(f"{path}: cannot read ({exc})") from None
-    by_iteration = {}
-    for row in rows:  # the last row of an iteration wins (resumed runs)
-        by_iteration[(row["iteration"], row.get("dataset"))] = row
-    return sorted(by_iteration.values(), key=lambda r: r["iteration"])
-
-
 def read_run(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
     """(training rows, validation rows) of one run folder."""
     run = Path(run_dir)
     if not run.is_dir():
         raise AnalysisError(f"{run}: not a run folder")
-    train_path = run / "train_log.csv"
+    train_path = run / TRAIN_LOG
     if not train_path.is_file():
-        raise AnalysisError(f"{run}: no train_log.csv (is it a cclnn training run folder?)")
-    train = read_log(train_path, TRAIN_COLUMNS, ("iteration", "loss"))
-    val_path = run / "val_log.csv"
-    val = read_log(val_path, VAL_COLUMNS, ("iteration", "psnr")) if val_path.is_file() else []
+        raise AnalysisError(f"{run}: no {TRAIN_LOG} (is it a cclnn training run folder?)")
+    train = read_log(train_path, TRAIN_FIELDS, ("iteration", "loss"))
+    val_path = run / VAL_LOG
+    val = read_log(val_path, VAL_FIELDS, ("iteration", "psnr")) if val_path.is_file() else []
     return train, val
 
 

@@ -9,6 +9,7 @@ import sys
 import torch
 from torch import nn
 
+from ..data.layout import SCALES, SCALES_TEXT
 from ..errors import CclnnError
 from ..factory import SHIPPED, NoShippedWeights, create_model
 from ..weights import WeightsError
@@ -48,8 +49,8 @@ POSITIVE, NON_NEGATIVE = count_at_least(1), count_at_least(0)
 def scale_factor(value: str) -> int:
     """argparse type: a scale the networks are built for."""
     number = int(value)
-    if number not in (2, 3, 4):
-        raise argparse.ArgumentTypeError("scale must be 2, 3 or 4")
+    if number not in SCALES:
+        raise argparse.ArgumentTypeError(f"scale must be {SCALES_TEXT}")
     return number
 
 
@@ -62,7 +63,7 @@ def tile_size(value: str):
 
 
 def add_scale(parser: argparse.ArgumentParser, **options) -> None:
-    """``--scale`` (2, 3 or 4); ``options`` say its default, ``nargs`` or ``required``."""
+    """``--scale`` (one of ``SCALES``); ``options`` say its default, ``nargs`` or ``required``."""
     parser.add_argument("--scale", type=scale_factor, **options)
 
 

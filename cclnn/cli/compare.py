@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..analysis import AnalysisError, check_png_path, require_matplotlib, save_figure
-from ..data.benchmark import mod_crop
 from ..data.images import read_image
 from ..inference import resolve_device, super_resolve
-from ..resize import imresize
+from ..resize import degrade, mod_crop
 from .common import add_device, add_scale, model_from_options
 
 
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     specs = [parse_model(m) for m in args.models]
     hr = mod_crop(read_image(args.image), scale)
     box = check_box(args.box, hr.shape, scale)
-    lr = imresize(hr, 1 / scale)
+    lr = degrade(hr, scale)
     device = resolve_device(args.device)
     names = [n for n, _ in specs]
     outputs = []

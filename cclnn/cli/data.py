@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data import fetch as fetching
 from ..data.benchmark import make_lr_files
+from ..data.layout import DATA_ENV, LR_FOLDER, SCALES
 from .common import scale_factor
 
 
@@ -22,7 +23,7 @@ def add_make_lr_parser(data_sub) -> None:
     """Add ``make-lr`` to the ``cclnn data`` sub-commands."""
     q = data_sub.add_parser("make-lr", help="write MATLAB-bicubic LR_bicubic/X{s}/ beside HR_DIR")
     q.add_argument("hr_dir")
-    q.add_argument("--scales", type=scale_factor, nargs="+", default=[2, 3, 4])
+    q.add_argument("--scales", type=scale_factor, nargs="+", default=list(SCALES))
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=run_make_lr)
 
@@ -34,10 +35,11 @@ def add_fetch_parser(data_sub) -> None:
         description=fetching.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=tuple(fetching.ARCHIVES), help="which dataset")
     p.add_argument("--root", default=None,
-                   help=f"datasets folder (default: ${fetching.ROOT_ENV}, else "
+                   help=f"datasets folder (default: ${DATA_ENV}, else "
                         f"{fetching.DEFAULT_ROOT})")
-    p.add_argument("--scales", type=int, nargs="+", choices=fetching.SCALES,
-                   default=list(fetching.SCALES), help="LR scales (default: 2 3 4)")
+    p.add_argument("--scales", type=int, nargs="+", choices=SCALES,
+                   default=list(SCALES),
+                   help=f"LR scales (default: {' '.join(map(str, SCALES))})")
     p.add_argument("--parts", nargs="+", metavar="PART",
                    help="archives to fetch; div2k: "
                         + ", ".join(fetching.ARCHIVES["div2k"])
@@ -57,13 +59,13 @@ def add_fetch_parser(data_sub) -> None:
 
 def run_make_lr(args: argparse.Namespace) -> int:
     written = make_lr_files(args.hr_dir, args.scales, overwrite=args.overwrite)
-    print(f"wrote {written} LR image(s) under {Path(args.hr_dir).parent / 'LR_bicubic'}")
+    print(f"wrote {written} LR image(s) under {Path(args.hr_dir).parent / LR_FOLDER}")
     return 0
 
 
 def run_fetch(args: argparse.Namespace) -> int:
     """0 on success; a :class:`~cclnn.data.fetch.FetchError` otherwise."""
-    root = args.root or os.environ.get(fetching.ROOT_ENV) or fetching.DEFAULT_ROOT
+    root = args.root or os.environ.get(DATA_ENV) or fetching.DEFAULT_ROOT
     if getattr(args, "retries", 3) < 0:
         raise fetching.FetchError("--retries: must be 0 or more")
     folder = fetching.fetch(args.name, root, scales=args.scales, parts=args.parts,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..weights import export_checkpoint
+from ..engine.checkpoint import export_checkpoint
 
 
 def add_parser(sub) -> None:

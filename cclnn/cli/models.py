@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..models import count_parameters, list_models
+from ..data.layout import SCALES
 from ..models.registry import get_entry
 from .common import add_json
 
@@ -17,7 +18,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rows = [{"name": n, "scale": s, "params": count_parameters(n, s)}
-            for n in list_models() for s in (2, 3, 4)]
+            for n in list_models() for s in SCALES]
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     print("| model | x2 params | x3 params | x4 params | published (x2 / x3 / x4) | description |")
     print("|---|---:|---:|---:|---|---|")
     for name, counts in by_name.items():
-        cells = " | ".join(f"{counts[s] / 1e6:.3f} M" for s in (2, 3, 4))
+        cells = " | ".join(f"{counts[s] / 1e6:.3f} M" for s in SCALES)
         entry = get_entry(name)
         print(f"| {name} | {cells} | {entry.published} | {entry.summary} |")
     return 0

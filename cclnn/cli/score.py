@@ -7,8 +7,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.benchmark import list_images, mod_crop
+from ..data.benchmark import list_images
 from ..data.images import read_image
+from ..resize import mod_crop
 from .common import CLIError, add_json, add_scale
 
 

@@ -17,39 +17,21 @@ import numpy as np
 
 from ..assets import SET5
 from ..errors import CclnnError
-from ..resize import imresize
+from ..resize import degrade, mod_crop
 from .images import ImageError, is_image_file, read_image, write_image
-
-BENCHMARKS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
-ALIASES = {"bsd100": "B100", "bsds100": "B100", "urban": "Urban100", "manga": "Manga109"}
+from .layout import (BENCHMARKS, HR_FOLDER, cache_root, canonical_name, data_root, lr_dir,
+                     lr_file_name)
 
 
 class DatasetError(CclnnError):
     """A dataset cannot be found or has an inconsistent layout."""
 
 
-def data_root(option: str | None = None) -> Path | None:
-    value = option or os.environ.get("CCLNN_DATA")
-    return Path(value) if value else None
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("CCLNN_CACHE", Path.home() / ".cache" / "cclnn"))
-
-
-def canonical_name(name: str) -> str | None:
-    lowered = name.lower()
-    for known in BENCHMARKS:
-        if known.lower() == lowered:
-            return known
-    return ALIASES.get(lowered)
-
-
 def resolve_benchmark(name: str, root: str | os.PathLike | None = None) -> Path:
     """Folder of benchmark ``name``: a path, or a standard name under the data root."""
     path = Path(name)
     if path.is_dir():
-        if not (path / "HR").is_dir():
+        if not (path / HR_FOLDER).is_dir():
             raise DatasetError(f"{path}: a benchmark folder needs an HR/ sub-folder")
         return path
     canonical = canonical_name(name)
@@ -60,7 +42,7 @@ def resolve_benchmark(name: str, root: str | os.PathLike | None = None) -> Path:
     looked = []
     if root_path is not None:
         for candidate in (root_path / canonical, root_path / "benchmark" / canonical):
-            if (candidate / "HR").is_dir():
+            if (candidate / HR_FOLDER).is_dir():
                 return candidate
             looked.append(str(candidate))
     if canonical == "Set5":
@@ -78,11 +60,6 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in entries if is_image_file(p)], [p for p in entries if not is_image_file(p)]
 
 
-def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
-
-
 def cached_bicubic_lr(hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB-bicubic LR of the mod-cropped ``hr``, cached by the HR file's content hash."""
     digest = hashlib.sha256(hr_path.read_bytes()).hexdigest()[:24]
@@ -94,7 +71,7 @@ def cached_bicubic_lr(hr_path: Path, hr: np.ndarray, scale: int) -> np.ndarray:
                 return lr
         except ImageError:
             pass  # a damaged cache entry is simply rebuilt
-    lr = imresize(hr, 1 / scale)
+    lr = degrade(hr, scale)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_image(cache, lr)
@@ -117,19 +94,19 @@ class BenchmarkSet:
         self.folder = Path(folder)
         self.scale = scale
         self.name = name or self.folder.name
-        self.hr_files, skipped = list_images(self.folder / "HR")
+        self.hr_files, skipped = list_images(self.folder / HR_FOLDER)
         if skipped:
             print(f"{self.name}: skipped {len(skipped)} non-image file(s): "
                   f"{', '.join(p.name for p in skipped[:5])}", file=sys.stderr)
         if not self.hr_files:
-            raise DatasetError(f"{self.folder / 'HR'}: no images")
+            raise DatasetError(f"{self.folder / HR_FOLDER}: no images")
 
     def __len__(self) -> int:
         return len(self.hr_files)
 
     def lr_file(self, hr_file: Path) -> Path:
-        s = self.scale
-        return self.folder / "LR_bicubic" / f"X{s}" / f"{hr_file.stem}x{s}{hr_file.suffix}"
+        return lr_dir(self.folder, self.scale) / lr_file_name(hr_file.stem, self.scale,
+                                                               hr_file.suffix)
 
     def load(self, index: int) -> BenchmarkPair:
         hr_file = self.hr_files[index]
@@ -155,12 +132,12 @@ def make_lr_files(hr_dir: str | os.PathLike, scales, overwrite: bool = False) ->
     images, _ = list_images(hr_dir)
     written = 0
     for s in scales:
-        out_dir = hr_dir.parent / "LR_bicubic" / f"X{s}"
+        out_dir = lr_dir(hr_dir.parent, s)
         out_dir.mkdir(parents=True, exist_ok=True)
         for path in images:
-            target = out_dir / f"{path.stem}x{s}.png"
+            target = out_dir / lr_file_name(path.stem, s)
             if target.exists() and not overwrite:
                 continue
-            write_image(target, imresize(mod_crop(read_image(path), s), 1 / s))
+            write_image(target, degrade(read_image(path), s))
             written += 1
     return written

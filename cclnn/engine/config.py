@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping, Optional
 import yaml
 
 from ..config import ConfigError, config_to_dict, make_config
+from ..data.layout import SCALES, SCALES_TEXT
 from ..models.registry import get_entry, model_config
 
 
@@ -27,8 +28,8 @@ class ModelSection:
     init_weights: Optional[str] = None  # e.g. x2 weights to start x3/x4 from (tail skipped)
 
     def validate(self) -> None:
-        if self.scale not in (2, 3, 4):
-            raise ConfigError(f"model.scale: must be 2, 3 or 4, got {self.scale}")
+        if self.scale not in SCALES:
+            raise ConfigError(f"model.scale: must be {SCALES_TEXT}, got {self.scale}")
         get_entry(self.name)
         try:
             model_config(self.name, **dict(self.options))

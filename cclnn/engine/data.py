@@ -21,9 +21,10 @@ import torch
 
 from ..atomic import atomic_path
 from ..config import ConfigError
-from ..data.benchmark import cache_root, list_images, mod_crop
+from ..data.benchmark import list_images
 from ..data.images import read_image
-from ..resize import imresize
+from ..data.layout import cache_root, lr_file_name
+from ..resize import degrade, mod_crop
 from .config import DataConfig, ImageFolders, expand_path
 
 
@@ -89,9 +90,9 @@ class TrainPatches(torch.utils.data.Dataset):
         def make_pair() -> tuple[np.ndarray, np.ndarray]:
             hr = mod_crop(read_image(path), s)
             if not source.lr:
-                return hr, imresize(hr, 1 / s)
+                return hr, degrade(hr, s)
             lr_path = (expand_path(source.lr.replace("{scale}", str(s)))
-                       / f"{path.stem}x{s}{path.suffix}")
+                       / lr_file_name(path.stem, s, path.suffix))
             lr = read_image(lr_path)
             if (lr.shape[0] * s, lr.shape[1] * s) != hr.shape[:2]:
                 raise ConfigError(f"{lr_path}: LR size does not match its HR image at x{s}")

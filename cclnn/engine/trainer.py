@@ -16,24 +16,14 @@ Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its slice of every gl
 gradients are averaged by DistributedDataParallel, validation images are split over the
 processes and the sums all-reduced, and only rank 0 writes logs and checkpoints.
 
-SIGINT (Ctrl-C) or SIGTERM (``kill``, a batch scheduler's time limit) stops a run cleanly: the
-current step finishes, ``latest.pt`` is written at that iteration and ``TrainingInterrupted``
-says how to resume, so no work since the last periodic checkpoint is lost. A second Ctrl-C
-stops at once. Under DDP the ranks agree on the stop each step.
-
-Fault injection for tests: ``CCLNN_FAULT=kill@iteration:N`` kills the process with SIGKILL
-before iteration N, ``CCLNN_FAULT=kill@checkpoint:N`` after writing the temporary file of
-the iteration-N checkpoint and before renaming it, ``CCLNN_FAULT=term@iteration:N`` sends it
-SIGTERM before iteration N.
+SIGINT/SIGTERM stop a run cleanly after a checkpoint; ``CCLNN_FAULT`` injects faults for tests
+(both in ``engine/processes.py``). Checkpoints: ``engine/checkpoint.py``; logs:
+``engine/logs.py``.
 """
 from __future__ import annotations
 
-import copy
-import csv
 import math
 import os
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,95 +35,29 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..atomic import atomic_path, write_text_if_changed
-from ..config import ConfigError, config_to_dict
-from ..data.benchmark import (BenchmarkPair, BenchmarkSet, cached_bicubic_lr, mod_crop,
-                              resolve_benchmark)
-from ..data.images import read_image
-from ..errors import CclnnError
-from ..inference import describe_device, resolve_device, super_resolve
-from ..metrics import psnr, ssim
+from ..atomic import write_text_if_changed
+from ..config import config_to_dict
+from ..inference import describe_device, resolve_device
 from ..models.common import RGB_RANGE, value_range
 from ..models.descriptor import describe
 from ..models.registry import build_model
 from ..weights import load_matching_weights
-from .config import TrainConfig, config_from_dict, dump_config, expand_path
-from .data import EpochBatches, TrainPatches, source_files
-
-CHECKPOINT_FORMAT = "cclnn-train-checkpoint/1"
-TRAIN_FIELDS = ["iteration", "epoch", "lr", "loss", "l_rec", "l_aux", "data_s", "compute_s"]
-VAL_FIELDS = ["iteration", "epoch", "dataset", "psnr", "ssim", "images"]
-
-
-class TrainingError(CclnnError):
-    """The run cannot start or had to stop; the message says why and what was kept."""
-
-
-class TrainingInterrupted(TrainingError):
-    """SIGINT/SIGTERM stopped the run after a checkpoint; the CLI exits with status 130."""
-    exit_code = 130
-
-
-def _fault(kind: str, iteration: int) -> None:
-    fault = os.environ.get("CCLNN_FAULT")
-    if fault == f"kill@{kind}:{iteration}":
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif fault == f"term@{kind}:{iteration}":
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-class StopRequest:
-    """While active, SIGINT and SIGTERM set ``requested`` instead of killing the process
-    (a second SIGINT raises KeyboardInterrupt at once). Only the main thread can catch
-    signals; elsewhere this does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-def atomic_torch_save(obj, path: Path, fault_iteration: int | None = None) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-        if fault_iteration is not None:
-            _fault("checkpoint", fault_iteration)
+from .checkpoint import (BEST, CHECKPOINT_FORMAT, LATEST, CheckpointError, load_training_state,
+                         write_checkpoint)
+from .config import TrainConfig, config_from_dict, dump_config, expand_path, load_config
+from .data import EpochBatches, TrainPatches
+from .ema import ExponentialMovingAverage
+from .logs import (LOG_FIELDS, TRAIN_LOG, VAL_LOG, append_row, start_logs, tensorboard_writer,
+                   train_row, truncate_log, val_row)
+from .processes import (StopRequest, TrainingError, TrainingInterrupted, fault, join_process_group,
+                        launch, process_device)
+from .validation import Validation
 
 
 @dataclass
 class StepTimes:
     data: float
     compute: float
-
-
-class ExponentialMovingAverage:
-    """Shadow weights ``ema = d * ema + (1 - d) * w`` updated after every step."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1 - self.decay)
 
 
 def aux_weight_on_255(aux_weight: float, model: torch.nn.Module) -> float:
@@ -151,9 +75,9 @@ class Trainer:
                  progress: bool = True):
         self.config = config
         self.progress = progress
-        self.world, local_rank = _launch()
-        self.device = _process_device(resolve_device(config.device), self.world, local_rank)
-        self.rank = _join_process_group(self.device) if self.world > 1 else 0
+        self.world, local_rank = launch()
+        self.device = process_device(resolve_device(config.device), self.world, local_rank)
+        self.rank = join_process_group(self.device) if self.world > 1 else 0
         self.run_dir = Path(run_dir) if run_dir else expand_path(config.out_dir) / config.name
         self._seed_everything(config.seed, config.deterministic)
 
@@ -201,8 +125,7 @@ class Trainer:
         self.iteration = 0
         self.best_psnr = -math.inf
         self.best_iteration = 0
-        self._val_name, self._val_loaders = self._validation_source()  # checked before training
-        self._val_pairs = None
+        self.validation = Validation(c, self.scale)  # checked before training
         self.times: list[StepTimes] = []
         self._elapsed_before = 0.0  # wall seconds of earlier processes of this run (resume)
         self._started = time.perf_counter()
@@ -213,7 +136,7 @@ class Trainer:
         elif self.is_main:
             self._prepare_run_dir()
         if self.is_main:
-            self.tensorboard = _tensorboard_writer(self.run_dir)
+            self.tensorboard = tensorboard_writer(self.run_dir)
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -231,14 +154,12 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
     def _prepare_run_dir(self) -> None:
-        if (self.run_dir / "latest.pt").exists():
+        if (self.run_dir / LATEST).exists():
             raise TrainingError(f"{self.run_dir} already holds a run; continue it with "
                                 f"`cclnn train --resume {self.run_dir}` or choose another name=")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_config(self.config))
-        for name, fields in (("train_log.csv", TRAIN_FIELDS), ("val_log.csv", VAL_FIELDS)):
-            with open(self.run_dir / name, "w", newline="") as f:
-                csv.writer(f).writerow(fields)
+        start_logs(self.run_dir)
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -283,17 +204,19 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.is_main:
-            atomic_torch_save(self._state(), self.run_dir / "latest.pt", self.iteration)
+            write_checkpoint(self._state(), self.run_dir / LATEST,
+                             lambda: fault("checkpoint", self.iteration))
         if self.world > 1:
             dist.barrier()
 
     def _load_latest(self) -> None:
-        path = self.run_dir / "latest.pt"
+        path = self.run_dir / LATEST
         if not path.is_file():
             raise TrainingError(f"{self.run_dir}: no latest.pt to resume from")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise TrainingError(f"{path}: not a cclnn training checkpoint")
+        try:
+            state = load_training_state(path)
+        except CheckpointError as exc:
+            raise TrainingError(str(exc)) from None
         self.model.load_state_dict(state["model"])
         if self.ema and state["ema"] is not None:
             self.ema.model.load_state_dict(state["ema"])
@@ -311,16 +234,15 @@ class Trainer:
         earlier = list(state.get("devices", []))  # absent in checkpoints made before it was kept
         self.devices = earlier + [d for d in self.devices if earlier[-1:] != [d]]
         if self.is_main:  # drop log rows written after this checkpoint
-            for name in ("train_log.csv", "val_log.csv"):
-                _truncate_log(self.run_dir / name, self.iteration)
+            for name in LOG_FIELDS:
+                truncate_log(self.run_dir / name, self.iteration)
             # keep overrides given with --resume (e.g. epochs=20) for the next resume
             write_text_if_changed(self.run_dir / "config.yaml", dump_config(self.config))
 
     # ----------------------------------------------------------------- training
     def _log(self, name: str, row: list) -> None:
         if self.is_main:
-            with open(self.run_dir / name, "a", newline="") as f:
-                csv.writer(f).writerow(row)
+            append_row(self.run_dir / name, row)
 
     def step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict:
         """One optimisation step on a batch; returns the loss parts (floats)."""
@@ -398,7 +320,7 @@ class Trainer:
         with tqdm(total=self.total_iterations, initial=self.iteration, unit="it",
                   disable=not (self.progress and self.is_main), dynamic_ncols=True) as bar:
             while self.iteration < self.total_iterations:
-                _fault("iteration", self.iteration + 1)
+                fault("iteration", self.iteration + 1)
                 t0 = time.perf_counter()
                 lr, hr = next(batches)
                 lr, hr = self._to_device(lr), self._to_device(hr)
@@ -411,10 +333,9 @@ class Trainer:
                 self.times.append(StepTimes(t1 - t0, t2 - t1))
                 epoch = (self.iteration - 1) // self.iters_per_epoch
                 if self.iteration % c.log_every == 0 or self.iteration == self.total_iterations:
-                    self._log("train_log.csv", [
-                        self.iteration, epoch, f"{self.scheduler.get_last_lr()[0]:.6g}",
-                        f"{parts['loss']:.6f}", f"{parts['l_rec']:.6f}", f"{parts['l_aux']:.6f}",
-                        f"{t1 - t0:.4f}", f"{t2 - t1:.4f}"])
+                    self._log(TRAIN_LOG, train_row(self.iteration, epoch,
+                                                   self.scheduler.get_last_lr()[0], parts,
+                                                   t1 - t0, t2 - t1))
                 if self.tensorboard and self.iteration % c.log_every == 0:
                     for key, value in parts.items():
                         self.tensorboard.add_scalar(f"train/{key}", value, self.iteration)
@@ -441,118 +362,30 @@ class Trainer:
         return t.contiguous(memory_format=torch.channels_last) if self.config.channels_last else t
 
     # ----------------------------------------------------------------- validation
-    def _validation_source(self) -> tuple[str, list]:
-        """(name, one loader per validation pair), resolved when the run starts so that a
-        missing dataset is an error then, not at the first validation."""
-        v, s = self.config.val, self.scale
-        if v.held_out is None:
-            bench = BenchmarkSet(resolve_benchmark(v.dataset, v.data_root), s)
-            loaders = [lambda i=i: bench.load(i) for i in range(len(bench))]
-            name = bench.name
-        else:
-            files = source_files(v.held_out, "val.held_out")
-            train = {p.resolve() for src in self.config.data.train for p in source_files(src)}
-            shared = [p for p in files if p.resolve() in train]
-            if shared:
-                raise ConfigError(f"val.held_out: {len(shared)} image(s) also in data.train "
-                                  f"(e.g. {shared[0]}); leave them out with first/last")
-            first = (v.held_out.first or 1)
-            name = f"{expand_path(v.held_out.hr).name}[{first}-{first + len(files) - 1}]"
-            loaders = [lambda p=p: held_out_pair(p, s) for p in files]
-        return name, loaders[:v.max_images or len(loaders)]
-
-    def _validation_pairs(self):
-        if self._val_pairs is None:
-            self._val_pairs = [load() for load in self._val_loaders]
-        return self._val_name, self._val_pairs
-
     def validate(self) -> dict:
         """Mean Y PSNR/SSIM (the evaluation protocol) of the EMA or raw weights."""
-        name, pairs = self._validation_pairs()
+        name = self.validation.name
         model = self.ema.model if self.ema else self.model
-        totals = torch.zeros(3, dtype=torch.float64)
-        for pair in pairs[self.rank::self.world]:
-            sr = super_resolve(model, pair.lr, self.scale, device=self.device)
-            totals += torch.tensor([psnr(pair.hr, sr, self.scale), ssim(pair.hr, sr, self.scale), 1])
-        model.train()
-        if self.world > 1:
-            totals = totals.to(self.device) if self.device.type == "cuda" else totals
-            dist.all_reduce(totals)
-            totals = totals.cpu()
-        mean_psnr, mean_ssim = (totals[:2] / totals[2]).tolist()
+        mean_psnr, mean_ssim, images = self.validation.scores(model, self.device, self.rank,
+                                                              self.world)
         epoch = (self.iteration - 1) // self.iters_per_epoch
-        self._log("val_log.csv", [self.iteration, epoch, name, f"{mean_psnr:.4f}",
-                                  f"{mean_ssim:.5f}", int(totals[2])])
+        self._log(VAL_LOG, val_row(self.iteration, epoch, name, mean_psnr, mean_ssim, images))
         if self.tensorboard:
             self.tensorboard.add_scalar(f"val/{name}_psnr", mean_psnr, self.iteration)
             self.tensorboard.add_scalar(f"val/{name}_ssim", mean_ssim, self.iteration)
         if mean_psnr > self.best_psnr:
             self.best_psnr, self.best_iteration = mean_psnr, self.iteration
             if self.is_main:
-                atomic_torch_save({"model": model.state_dict(), "iteration": self.iteration,
-                                   "psnr": mean_psnr, "ssim": mean_ssim, "dataset": name,
-                                   "config": config_to_dict(self.config)},
-                                  self.run_dir / "best.pt")
+                write_checkpoint({"model": model.state_dict(), "iteration": self.iteration,
+                                  "psnr": mean_psnr, "ssim": mean_ssim, "dataset": name,
+                                  "config": config_to_dict(self.config)},
+                                 self.run_dir / BEST)
         return {"dataset": name, "psnr": mean_psnr, "ssim": mean_ssim,
                 "iteration": self.iteration}
 
 
-def held_out_pair(path: Path, scale: int) -> BenchmarkPair:
-    """A validation pair from a training-folder image: LR by the benchmark protocol."""
-    hr = mod_crop(read_image(path), scale)
-    return BenchmarkPair(path.stem, hr, cached_bicubic_lr(path, hr, scale))
-
-
-def _tensorboard_writer(run_dir: Path):
-    """A TensorBoard writer under ``run_dir/tensorboard`` when tensorboard is installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _truncate_log(path: Path, iteration: int) -> None:
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-
-
-def _launch() -> tuple[int, int]:
-    """(world size, local rank) as torchrun sets them; (1, 0) for a plain process."""
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _process_device(device: torch.device, world: int, local_rank: int) -> torch.device:
-    """This process's device: under torchrun each process on a machine takes the GPU of its
-    local rank, and one with no GPU left is refused before the process group waits on it."""
-    if device.type != "cuda" or world <= 1:
-        return device
-    count = torch.cuda.device_count()
-    if local_rank >= count:
-        raise TrainingError(f"process of local rank {local_rank}: this machine has {count} CUDA "
-                            f"device(s); start at most {count} per machine (torchrun "
-                            f"--nproc_per_node {count}), or set device: cpu")
-    device = torch.device("cuda", local_rank)
-    torch.cuda.set_device(device)
-    return device
-
-
-def _join_process_group(device: torch.device) -> int:
-    """This process's rank, after initialising the process group (once): NCCL for GPUs, gloo
-    for the CPU (``device: cpu`` on a GPU machine too)."""
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank()
-
-
 def resume_config(run_dir: Path, overrides: list[str] | None = None) -> TrainConfig:
     """The config stored in ``run_dir`` with ``key=value`` overrides (e.g. a longer run)."""
-    from .config import load_config
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise TrainingError(f"{run_dir}: not a run directory (no config.yaml)")

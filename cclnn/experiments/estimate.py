@@ -7,21 +7,18 @@ from typing import Optional
 
 import torch
 
-from ..analysis.plots import read_log
+from ..engine.logs import STEP_TIME_FIELDS, TRAIN_LOG, read_log
 from ..speed import bench_train
 from .study import Study, plan_jobs
 from .suites import Suite
 
 
-TRAIN_LOG_COLUMNS = ("iteration", "data_s", "compute_s")
-
-
 def logged_steps(run: Path) -> tuple[int, Optional[float]]:
     """(iterations done, median seconds per step) from a run's ``train_log.csv``: the step time
     the run really had, under the load it shared the CPU with; (0, None) without a log."""
-    if not (run / "train_log.csv").is_file():
+    if not (run / TRAIN_LOG).is_file():
         return 0, None
-    rows = read_log(run / "train_log.csv", TRAIN_LOG_COLUMNS, TRAIN_LOG_COLUMNS)
+    rows = read_log(run / TRAIN_LOG, STEP_TIME_FIELDS, STEP_TIME_FIELDS)
     if not rows:
         return 0, None
     return int(rows[-1]["iteration"]), statistics.median(r["data_s"] + r["compute_s"]

@@ -1,7 +1,6 @@
 """A suite's table (markdown and JSON, with the claims' verdicts) and its validation plot."""
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Optional
 from ..analysis import save_figure
 from ..analysis.plots import band_figure
 from ..atomic import write_text_if_changed
+from ..engine.logs import VAL_FIELDS, VAL_LOG, read_log
 from ..models.registry import model_config
 from ..stats import ALPHA, POWER
 from .scoring import collect, values_of
@@ -157,12 +157,11 @@ def validation_curves(study: Study, suite: Suite) -> list[tuple[str, list[dict]]
         by_iteration: dict[int, list[float]] = {}
         for seed in study.seeds:
             run = study.run_dir(study.run_name(row, seed))
-            path = run / "val_log.csv"
+            path = run / VAL_LOG
             if not (path.is_file() and (run / "metrics.json").is_file()):
                 continue
-            with open(path, newline="") as f:
-                for rec in csv.DictReader(f):
-                    by_iteration.setdefault(int(rec["iteration"]), []).append(float(rec["psnr"]))
+            for rec in read_log(path, VAL_FIELDS, ("iteration", "psnr")):
+                by_iteration.setdefault(int(rec["iteration"]), []).append(rec["psnr"])
         points = [{"iteration": it, "mean": statistics.fmean(v), "low": min(v), "high": max(v)}
                   for it, v in sorted(by_iteration.items())]
         if points:
@@ -175,11 +174,10 @@ def validation_set(study: Study, suite: Suite) -> str:
     split such as SunHays80[71-80])."""
     for row in suite.rows:
         for seed in study.seeds if row.trained else ():
-            path = study.run_dir(study.run_name(row, seed)) / "val_log.csv"
+            path = study.run_dir(study.run_name(row, seed)) / VAL_LOG
             if path.is_file():
-                with open(path, newline="") as f:
-                    for rec in csv.DictReader(f):
-                        return rec["dataset"]
+                for rec in read_log(path, VAL_FIELDS, ("iteration",)):
+                    return rec["dataset"]
     return "no"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.trainer import StopRequest
+from ..engine.processes import StopRequest
 from . import AblationInterrupted
 from .report import write_tables
 from .scoring import score_job, test_sets

@@ -5,10 +5,9 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
 from ..data.benchmark import BenchmarkSet, resolve_benchmark
 from ..atomic import write_text_if_changed
+from ..engine.checkpoint import BEST, LATEST, load_training_state
 from ..evaluate import evaluate
 from ..inference import super_resolve
 from ..models.registry import build_model, count_parameters
@@ -44,7 +43,7 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
             load_weights(model, source / "final.safetensors")
             record.update(seed=job.seed, budget=study.budget, ensemble_of=source.name)
         elif row.trained:
-            state = torch.load(run / "latest.pt", map_location="cpu", weights_only=True)
+            state = load_training_state(run / LATEST)
             model.load_state_dict(state["model"])
             record.update(seed=job.seed, budget=study.budget, iterations=state["iteration"],
                           wall_seconds=round(state.get("elapsed_seconds", float("nan")), 1))
@@ -67,7 +66,7 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
         save_weights(model, run / "final.safetensors", {"run": job.name})
     write_text_if_changed(run / "metrics.json", json.dumps(record, indent=1) + "\n")
     if row.trained:  # the optimizer state is no longer needed; the weights are kept
-        for name in ("latest.pt", "best.pt"):
+        for name in (LATEST, BEST):
             (run / name).unlink(missing_ok=True)
     return record
 

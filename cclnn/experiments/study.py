@@ -9,6 +9,7 @@ from typing import Optional
 from ..config import ConfigError, config_to_dict
 from ..data.benchmark import list_images
 from ..atomic import write_text_if_changed
+from ..engine.checkpoint import LATEST
 from ..engine.config import config_from_dict, dump_config, parse_overrides
 from ..models.registry import model_config
 from . import AblationError
@@ -113,7 +114,7 @@ def plan_jobs(study: Study, suite: Suite) -> list[Job]:
             elif not row.trained:
                 state = "fixed"
             else:
-                state = "resume" if (run / "latest.pt").is_file() else "new"
+                state = "resume" if (run / LATEST).is_file() else "new"
             if row.trained:
                 config = config_from_dict(run_config(study, row, seed))
                 text = dump_config(config)

@@ -17,7 +17,7 @@ from torch import nn
 from ..config import ConfigError, make_config, suggest
 from .descriptor import attach, make_info
 
-SCALES = (2, 3, 4)
+from ..data.layout import SCALES
 
 
 @dataclass(frozen=True)
