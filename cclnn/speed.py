@@ -52,7 +52,7 @@ def bench_train(config_path: str, steps: int = 20, warmup: int = 3,
     import tempfile
     from pathlib import Path
 
-    from .engine.config import load_config
+    from .engine.train_config import load_config
     from .engine.trainer import Trainer
     extra = [f"max_iterations={steps + warmup}", "val.every=0", "checkpoint_every=1000000000",
              "log_every=1000000000"]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import cclnn
-from cclnn.engine.config import load_config
+from cclnn.engine.train_config import load_config
 from cclnn.engine.data import EpochBatches, TrainPatches
 from cclnn.engine.trainer import aux_weight_on_255
 from cclnn.losses import contrast_count, contrastive_loss

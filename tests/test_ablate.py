@@ -20,7 +20,7 @@ from cclnn.experiments.study import Study, plan_jobs, run_config
 from cclnn.experiments.suites import SUITES, Claim, only_rows
 from cclnn.experiments.verdicts import check_claim
 from cclnn.stats import compare, holm
-from cclnn.engine.config import config_from_dict
+from cclnn.engine.train_config import config_from_dict
 
 from conftest import ROOT, cli_env, run_cli, tiny_image
 

@@ -5,7 +5,7 @@ import pytest
 
 from cclnn.config import ConfigError
 from cclnn.data.images import write_image
-from cclnn.engine.config import config_from_dict
+from cclnn.engine.train_config import config_from_dict
 from cclnn.engine.trainer import Trainer
 
 from conftest import tiny_image

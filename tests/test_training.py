@@ -13,7 +13,7 @@ import yaml
 import cclnn
 from cclnn.config import ConfigError
 from cclnn.data.images import write_image
-from cclnn.engine.config import load_config
+from cclnn.engine.train_config import load_config
 from cclnn.engine.trainer import Trainer, TrainingError, resume_config
 
 from conftest import ROOT, cli_env, run_cli, tiny_image

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine.config import load_config
+from ..engine.train_config import load_config
 from .common import CLIError
 
 

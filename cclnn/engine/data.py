@@ -25,7 +25,7 @@ from ..data.benchmark import list_images
 from ..data.images import read_image
 from ..data.layout import cache_root, lr_file_name
 from ..resize import degrade, mod_crop
-from .config import DataConfig, ImageFolders, expand_path
+from .train_config import DataConfig, ImageFolders, expand_path
 
 
 def _npy_paths(path: Path, scale: int) -> tuple[Path, Path]:

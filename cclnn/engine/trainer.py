@@ -44,7 +44,7 @@ from ..models.registry import build_model
 from ..weights import load_matching_weights
 from .checkpoint import (BEST, CHECKPOINT_FORMAT, LATEST, CheckpointError, load_training_state,
                          write_checkpoint)
-from .config import TrainConfig, config_from_dict, dump_config, expand_path, load_config
+from .train_config import TrainConfig, config_from_dict, dump_config, expand_path, load_config
 from .data import EpochBatches, TrainPatches
 from .ema import ExponentialMovingAverage
 from .logs import (LOG_FIELDS, TRAIN_LOG, VAL_LOG, append_row, start_logs, tensorboard_writer,

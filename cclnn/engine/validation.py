@@ -15,7 +15,7 @@ from ..data.images import read_image
 from ..inference import super_resolve
 from ..metrics import psnr, ssim
 from ..resize import mod_crop
-from .config import TrainConfig, expand_path
+from .train_config import TrainConfig, expand_path
 from .data import source_files
 
 

@@ -10,7 +10,7 @@ from ..config import ConfigError, config_to_dict
 from ..data.benchmark import list_images
 from ..atomic import write_text_if_changed
 from ..engine.checkpoint import LATEST
-from ..engine.config import config_from_dict, dump_config, parse_overrides
+from ..engine.train_config import config_from_dict, dump_config, parse_overrides
 from ..models.registry import model_config
 from . import AblationError
 from .suites import (DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, LR_STEP_FRACTION, WARMUP_FRACTION,

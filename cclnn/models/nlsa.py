@@ -35,7 +35,6 @@ tested against must be read together to check that they compute the same functio
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
