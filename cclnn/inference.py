@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .errors import CclnnError
 from .models.descriptor import describe
 
 Net = Callable[[torch.Tensor], torch.Tensor]
@@ -125,7 +126,6 @@ def describe_device(device: torch.device) -> str:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when available; 'cuda' without a GPU is an error."""
-    from .errors import CclnnError
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

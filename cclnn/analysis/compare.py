@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..metrics import psnr, ssim
+from ..resize import imresize
 from . import AnalysisError, new_figure
 
 CROP_W = 200
@@ -80,7 +82,6 @@ def nearest_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
 
 
 def score_crop(label: str, hr_crop: np.ndarray, sr_crop: np.ndarray) -> Crop:
-    from ..metrics import psnr, ssim
     return Crop(label, sr_crop, psnr(hr_crop, sr_crop, 0), ssim(hr_crop, sr_crop, 0))
 
 
@@ -88,7 +89,6 @@ def make_crops(hr: np.ndarray, lr: np.ndarray, scale: int, box,
                outputs: list[tuple[str, np.ndarray]]) -> list[Crop]:
     """HR, LR (nearest), Bicubic, then ``outputs`` (label, full-size uint8 SR), cropped and
     scored. ``hr`` is mod-cropped, ``lr`` its LR image."""
-    from ..resize import imresize
     hr_crop = crop(hr, box)
     crops = [Crop("HR", hr_crop, None, None),
              score_crop(f"LR (nearest x{scale})", hr_crop, crop(nearest_upscale(lr, scale), box)),

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ConfigError
 from ..engine.logs import TRAIN_FIELDS, TRAIN_LOG, VAL_FIELDS, VAL_LOG, read_log
+from ..models import count_parameters
 from . import AnalysisError, new_figure
 
 SMOOTH = 10
@@ -198,8 +200,6 @@ def _mantissa(value: float) -> int:
 
 def scatter_points(files: list[str], labels: list[str] | None) -> list[dict]:
     """One point per (file, result): {label, dataset, scale, psnr, params (None: bicubic)}."""
-    from ..config import ConfigError
-    from ..models import count_parameters
     if labels and len(labels) != len(files):
         raise AnalysisError(f"--label: give one per file ({len(files)} file(s), "
                             f"{len(labels)} label(s)), or none to use the file names")
