@@ -8,8 +8,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cclnn"
 
 # each layer may import its own and lower layers only
 LAYERS = [
-    {"errors", "atomic", "config", "color", "assets", "stats"},
-    {"resize", "metrics", "losses", "models", "data"},
+    {"errors", "atomic", "config", "color", "stats"},
+    {"resize", "metrics", "losses", "models", "data", "assets"},
     {"weights", "inference", "evaluate", "factory", "upscaling", "upscale"},
     {"engine"},
     {"experiments", "analysis", "bench", "speed"},
