@@ -291,11 +291,25 @@ def test_per_image_differences_are_reported_per_seed_apart_from_the_verdict(tmp_
     assert first["p_value"] == compare(list(a.values()), list(b.values()), paired=True).p_value
 
 
-def test_study_facts_name_attention_widths_and_value_ranges():
-    facts = study_facts(SUITES["table5"])
-    assert "CCLNN-S: channel attention with 8 hidden units (r = 4)" in facts
-    assert "RCAN-S: channel attention with 8 hidden units (r = 4)" in facts
-    assert "EDSR-S, RCAN-S, NLSN-S, CCLNN-S in [0, 1]" in facts
+def test_study_facts_are_what_the_runs_recorded(tmp_path):
+    study = Study(out=tmp_path, budget=2000, seeds=(0,))
+    suite = SUITES["table5"]
+    assert study_facts(study, suite) == ""  # no run: nothing is claimed
+    plan_jobs(study, suite)  # writes the configs the runs would train with
+    for row in suite.rows:
+        if row.trained:
+            run = study.run_dir(study.run_name(row, 0))
+            run.mkdir(parents=True)
+            (run / "config.yaml").write_text((study.out / "configs" / f"{run.name}.yaml")
+                                             .read_text())
+    facts = study_facts(study, suite)
+    assert "channel attention with 8 hidden units (r = 4): RCAN-S, CCLNN-S." in facts \
+        or "channel attention with 8 hidden units (r = 4): RCAN-S, CCLNN-S;" in facts
+    assert "in [0, 1]: EDSR-S, RCAN-S, NLSN-S, CCLNN-S" in facts
+    # a run made before every option was written down: its width is not guessed
+    cclnn = study.run_dir(study.run_name(SUITES["table1"].rows[0], 0)) / "config.yaml"
+    cclnn.write_text(cclnn.read_text().replace("    cca_reduction: 4\n", ""))
+    assert "(r = 4): RCAN-S;" in study_facts(study, suite)
 
 
 def test_curves_use_finished_runs_only(tmp_path):

@@ -10,11 +10,12 @@ from ..analysis import save_figure
 from ..analysis.plots import band_figure
 from ..atomic import write_text_if_changed
 from ..engine.logs import VAL_FIELDS, VAL_LOG, read_log
-from ..models.registry import model_config
+from ..config import ConfigError
+from ..engine.train_config import load_config
 from ..stats import ALPHA, POWER
 from .scoring import collect, values_of
 from .study import Study
-from .suites import Suite
+from .suites import Row, Suite
 from .verdicts import check_claim
 
 
@@ -30,31 +31,49 @@ def _wall_kind(record: dict) -> str:
     return "gpu" if any(d.startswith("cuda") for d in record.get("devices", [])) else "cpu"
 
 
-def _attention_width(config) -> Optional[tuple[int, int]]:
-    """(hidden units, reduction) of a network's channel attention; None without one."""
-    r = getattr(config, "cca_reduction", None)
-    if r is not None and getattr(config, "branches", "both") == "nonlocal":
-        r = None
-    if r is None and type(config).__name__ == "RCANConfig":
-        r = config.reduction
-    return (config.channels // r, r) if r else None
+def recorded_options(study: Study, row: Row) -> Optional[dict]:
+    """The model options a finished run of ``row`` wrote in its config.yaml: what it trained
+    with, whatever the registry's defaults are now; None without a readable one."""
+    for seed in study.seeds:
+        path = study.run_dir(study.run_name(row, seed)) / "config.yaml"
+        if path.is_file():
+            try:
+                return dict(load_config(path).model.options)
+            except ConfigError:
+                return None
+    return None
 
 
-def study_facts(suite: Suite) -> str:
-    """What a reader needs to know of the study networks: attention widths, value ranges."""
-    widths, ranges = {}, {}
+def _attention_width(model: str, options: dict) -> Optional[tuple[int, int]]:
+    """(hidden units, reduction) of the channel attention the options record; None when the
+    network has none or the run did not write it down."""
+    key = ("cca_reduction" if model.startswith("cclnn") else
+           "reduction" if model.startswith("rcan") else None)
+    if key is None or options.get("branches") == "nonlocal":
+        return None
+    if key not in options or "channels" not in options:
+        return None
+    return options["channels"] // options[key], options[key]
+
+
+def study_facts(study: Study, suite: Suite) -> str:
+    """What a reader needs to know of the study networks, as their runs recorded it: channel
+    attention widths and value ranges."""
+    widths: dict[tuple[int, int], list[str]] = {}
+    ranges: dict[str, list[str]] = {}
     for row in suite.rows:
-        if not row.trained:
+        options = recorded_options(study, row) if row.trained else None
+        if options is None:
             continue
-        config = model_config(row.model, **dict(row.options))
-        if (width := _attention_width(config)) is not None:
-            widths[row.label] = width
-        if hasattr(config, "rgb_range"):
-            ranges.setdefault(f"[0, {config.rgb_range:g}]", []).append(row.label)
-    facts = [f"{label}: channel attention with {w} hidden units (r = {r})"
-             for label, (w, r) in widths.items()]
-    facts += [f"{', '.join(labels)} in {rng}" for rng, labels in ranges.items()]
-    return "Study networks: " + "; ".join(facts) + "." if facts else ""
+        if (width := _attention_width(row.model, options)) is not None:
+            widths.setdefault(width, []).append(row.label)
+        if "rgb_range" in options:
+            ranges.setdefault(f"[0, {float(options['rgb_range']):g}]", []).append(row.label)
+    facts = [f"channel attention with {w} hidden units (r = {r}): {', '.join(labels)}"
+             for (w, r), labels in widths.items()]
+    facts += [f"in {rng}: {', '.join(labels)}" for rng, labels in ranges.items()]
+    return "Study networks, as their runs recorded them: " + "; ".join(facts) + "." \
+        if facts else ""
 
 
 def _row_lines(suite: Suite, found, datasets, summary, wall_total) -> list[str]:
@@ -130,7 +149,7 @@ def table_markdown(study: Study, suite: Suite, found: dict[str, list[dict]]) -> 
     if study.overrides:  # a table must say how it differs from the suite's protocol
         lines += ["Every trained run with " + ", ".join(f"`{o}`" for o in study.overrides)
                   + " (`--set`).", ""]
-    facts = study_facts(suite)
+    facts = study_facts(study, suite)
     lines += [facts, ""] if facts else []
     summary: dict[str, Any] = {"suite": suite.name, "scale": study.scale, "budget": study.budget,
                                "overrides": list(study.overrides), "rows": [], "claims": []}
