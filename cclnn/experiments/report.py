@@ -35,8 +35,9 @@ def recorded_options(study: Study, row: Row) -> Optional[dict]:
     """The model options a finished run of ``row`` wrote in its config.yaml: what it trained
     with, whatever the registry's defaults are now; None without a readable one."""
     for seed in study.seeds:
-        path = study.run_dir(study.run_name(row, seed)) / "config.yaml"
-        if path.is_file():
+        run = study.run_dir(study.run_name(row, seed))
+        path = run / "config.yaml"
+        if path.is_file() and (run / "metrics.json").is_file():
             try:
                 return dict(load_config(path).model.options)
             except ConfigError:
