@@ -175,3 +175,13 @@ def test_srcnn_vdsr_start_from_bicubic_luminance():
     x = torch.rand(1, 3, 10, 12) * 255
     with torch.no_grad():
         assert torch.allclose(vdsr(x), resize_tensor(x, 2.0), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["cclnn-s", "rcan-s"])
+def test_study_networks_channel_attention_has_at_least_8_hidden_units(name):
+    """At 32 channels, r = 16 left 2 hidden units: a gate that barely varies across images."""
+    with torch.device("meta"):
+        model = cclnn.build_model(name, 2)
+    widths = {m.squeeze.out_channels for m in model.modules() if isinstance(m, ChannelAttention)}
+    assert widths and min(widths) >= 8
+    assert model.info.value_range == 1.0
