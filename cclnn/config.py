@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import math
 import typing
 from typing import Any, Mapping, TypeVar
 
@@ -142,3 +143,40 @@ def config_to_dict(config: Any) -> dict:
             return {k: plain(x) for k, x in v.items()}
         return v
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def _num(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _interval(low, high, low_open, high_open) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {_num(low)}"
+    return f"{'<' if high_open else '<='} {_num(high)}"
+
+
+def check_number(key: str, value: Any, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False,
+                 optional: bool = False) -> None:
+    """Raise a one-line :class:`ConfigError` naming ``key`` unless ``value`` lies in the range
+    (``low``/``high`` inclusive unless ``*_open``). Floats must also be finite; ``optional``
+    lets ``None`` through. ``optim.lr: must be a finite number > 0, got nan``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    is_int = isinstance(value, int)
+    ok = is_int or math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    if is_int and low is not None and high is None and not low_open:
+        raise ConfigError(f"{key}: must be at least {_num(low)}, got {value!r}")
+    what = "an integer" if is_int else "a finite number"
+    rng = "" if low is None and high is None else " " + _interval(low, high, low_open, high_open)
+    raise ConfigError(f"{key}: must be {what}{rng}, got {value!r}")

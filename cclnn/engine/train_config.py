@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping, Optional
 
 import yaml
 
-from ..config import ConfigError, config_to_dict, make_config
+from ..config import ConfigError, check_number, config_to_dict, make_config
 from ..data.layout import SCALES, SCALES_TEXT
 from ..models.registry import get_entry, model_config
 
@@ -51,6 +51,14 @@ class ImageFolders:
     first: Optional[int] = None
     last: Optional[int] = None
 
+    def check(self, key: str) -> None:
+        """Range checks, with ``key`` (e.g. ``data.train[0]``) naming this folder in errors."""
+        check_number(f"{key}.first", self.first, 1, optional=True)
+        check_number(f"{key}.last", self.last, 1, optional=True)
+        if self.first is not None and self.last is not None and self.first > self.last:
+            raise ConfigError(f"{key}.first: must not be after last={self.last}, "
+                              f"got {self.first}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -66,8 +74,10 @@ class DataConfig:
         if not self.train:
             raise ConfigError("data.train: at least one image folder is needed")
         for key in ("patch_size", "batch_size", "repeat"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"data.{key}: must be at least 1")
+            check_number(f"data.{key}", getattr(self, key), 1)
+        check_number("data.workers", self.workers, 0)
+        for i, folders in enumerate(self.train):
+            folders.check(f"data.train[{i}]")
 
 
 @dataclass(frozen=True)
@@ -82,12 +92,32 @@ class OptimConfig:
     grad_clip: Optional[float] = None  # max global gradient norm
     ema_decay: Optional[float] = None  # e.g. 0.999; validation and best.pt then use EMA weights
 
+    def validate(self) -> None:
+        check_number("optim.lr", self.lr, 0, low_open=True)
+        if len(self.betas) != 2:
+            raise ConfigError(f"optim.betas: expected 2 values, got {len(self.betas)}")
+        for i, beta in enumerate(self.betas):
+            check_number(f"optim.betas[{i}]", beta, 0, 1, high_open=True)
+        check_number("optim.eps", self.eps, 0)
+        check_number("optim.weight_decay", self.weight_decay, 0)
+        check_number("optim.lr_step_epochs", self.lr_step_epochs, 1)
+        check_number("optim.lr_step_iterations", self.lr_step_iterations, 1, optional=True)
+        check_number("optim.lr_gamma", self.lr_gamma, 0, 1, low_open=True)
+        check_number("optim.grad_clip", self.grad_clip, 0, low_open=True, optional=True)
+        check_number("optim.ema_decay", self.ema_decay, 0, 1, low_open=True, high_open=True,
+                     optional=True)
+
 
 @dataclass(frozen=True)
 class LossConfig:
     aux_weight: float = 0.0  # lambda of Eq. 6, against l1 in the network's value range (rgb_range)
     warmup_epochs: int = 0  # epochs with l_rec only
     warmup_iterations: Optional[int] = None  # the same in iterations; wins if set
+
+    def validate(self) -> None:
+        check_number("loss.aux_weight", self.aux_weight, 0)
+        check_number("loss.warmup_epochs", self.warmup_epochs, 0)
+        check_number("loss.warmup_iterations", self.warmup_iterations, 0, optional=True)
 
 
 @dataclass(frozen=True)
@@ -100,6 +130,24 @@ class ValidationConfig:
     held_out: Optional[ImageFolders] = None  # LR by the MATLAB-exact resize; lr is not read
     every: int = 1000  # iterations; 0 disables
     max_images: Optional[int] = None
+
+    def validate(self) -> None:
+        check_number("val.every", self.every, 0)
+        check_number("val.max_images", self.max_images, 1, optional=True)
+        if self.held_out is not None:
+            self.held_out.check("val.held_out")
+
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed's limit
+
+
+def check_name(name: str) -> None:
+    """A run's name is one folder inside ``out_dir``: not empty, no separator, no '..'."""
+    if not name.strip():
+        raise ConfigError(f"name: must not be empty, got {name!r}")
+    if any(c in name for c in "/\\\0") or ".." in name or name == ".":
+        raise ConfigError(f"name: must be one folder name inside out_dir (no '/', '\\' "
+                          f"or '..'), got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -122,8 +170,12 @@ class TrainConfig:
     out_dir: str = "runs"
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError("epochs: must be at least 1")
+        check_name(self.name)
+        check_number("epochs", self.epochs, 1)
+        check_number("max_iterations", self.max_iterations, 1, optional=True)
+        check_number("seed", self.seed, 0, MAX_SEED)
+        check_number("checkpoint_every", self.checkpoint_every, 1)
+        check_number("log_every", self.log_every, 1)
         if self.loss.warmup_epochs > self.epochs:
             raise ConfigError("loss.warmup_epochs: longer than the run")
 
@@ -168,9 +220,14 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     """Read a YAML config, apply ``key=value`` overrides, validate."""
     path = Path(path)
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"offset {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(tree, dict):

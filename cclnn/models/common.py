@@ -5,16 +5,55 @@ so checkpoints of the official implementations load unchanged.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional
 
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, check_number
 
 RGB_RANGE = 255.0
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+
+BLOCK_COUNTS = ("n_resblocks", "n_resgroups", "n_blocks", "n_groups")  # may be 0, not negative
+POSITIVE_FLOATS = ("rgb_range", "temperature")
+
+
+class NetworkConfig:
+    """Base of every network's config dataclass: :meth:`validate` (called by
+    :func:`~cclnn.config.make_config`) applies the checks all networks share, by field name,
+    then the network's own :meth:`check`. Integers are at least 1 (block counts in
+    :data:`BLOCK_COUNTS` at least 0), ``*reduction`` at most ``channels``, floats finite
+    (``rgb_range`` and ``temperature`` > 0), integer tuples (kernel sizes) at least 1."""
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or value is None or isinstance(value, str):
+                continue
+            if isinstance(value, int):
+                check_number(f.name, value, 0 if f.name in BLOCK_COUNTS else 1)
+            elif isinstance(value, float):
+                if f.name in POSITIVE_FLOATS:
+                    check_number(f.name, value, 0, low_open=True)
+                else:
+                    check_number(f.name, value)
+            elif isinstance(value, tuple):
+                for i, item in enumerate(value):
+                    check_number(f"{f.name}[{i}]", item, 1)
+        channels = getattr(self, "channels", None)
+        for f in dataclasses.fields(self):
+            if f.name.endswith("reduction") and channels is not None:
+                value = getattr(self, f.name)
+                if value > channels:
+                    raise ConfigError(f"{f.name}: must be at most channels={channels}, "
+                                      f"got {value}")
+        self.check()
+
+    def check(self) -> None:
+        """The network's own checks, after the shared ones."""
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:

@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import NetworkConfig
 from .registry import register
 
 
 @dataclass(frozen=True)
-class A2NConfig:
+class A2NConfig(NetworkConfig):
     channels: int = 40
     up_channels: int = 24
     n_blocks: int = 16

@@ -47,7 +47,7 @@ class CCLNNConfig(NLSNConfig):
     contrast_ratio: Optional[float] = None  # n; None: 0.15 at x2 and x3, 0.10 at x4
     contrast_margin: float = 1.0  # b
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.branches == "nonlocal" and self.aux_loss != "none":
             raise ConfigError("aux_loss: a 'nonlocal' CCLNN has no CCA block, so aux_loss "
                               "must be 'none'")

@@ -48,12 +48,12 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ..config import ConfigError
-from .common import MeanShift
+from .common import MeanShift, NetworkConfig
 from .registry import register
 
 
 @dataclass(frozen=True)
-class DiVANetConfig:
+class DiVANetConfig(NetworkConfig):
     channels: int = 64
     n_groups: int = 3  # RAFGs
     n_blocks: int = 3  # residual blocks per RAFG
@@ -61,7 +61,7 @@ class DiVANetConfig:
     squeeze: float = 0.8  # width of its 1x1 bottleneck, as a fraction of C (int(0.8 C))
     up_groups: int = 4  # groups of the upsampler convs
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.channels % self.up_groups:
             raise ConfigError(f"channels: must be divisible by up_groups={self.up_groups}, "
                               f"got {self.channels}")

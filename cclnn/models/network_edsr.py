@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import RESBLOCK_RENAMES, EDSRStyleNet, ResBlock
+from .common import RESBLOCK_RENAMES, EDSRStyleNet, NetworkConfig, ResBlock
 from .registry import register
 
 
 @dataclass(frozen=True)
-class EDSRConfig:
+class EDSRConfig(NetworkConfig):
     channels: int = 256
     n_resblocks: int = 32
     res_scale: float = 0.1

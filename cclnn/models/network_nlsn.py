@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import RESBLOCK_RENAMES, EDSRStyleNet, interleaved_body
+from .common import RESBLOCK_RENAMES, EDSRStyleNet, NetworkConfig, interleaved_body
 from .nlsa import NLSA_RENAMES, NonLocalSparseAttention
 from .registry import register
 
 
 @dataclass(frozen=True)
-class NLSNConfig:
+class NLSNConfig(NetworkConfig):
     channels: int = 256
     n_resblocks: int = 32
     res_scale: float = 0.1

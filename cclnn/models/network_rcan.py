@@ -6,12 +6,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .common import ChannelAttention, EDSRStyleNet, conv3x3
+from .common import ChannelAttention, EDSRStyleNet, NetworkConfig, conv3x3
 from .registry import register
 
 
 @dataclass(frozen=True)
-class RCANConfig:
+class RCANConfig(NetworkConfig):
     channels: int = 64
     n_resgroups: int = 10
     n_resblocks: int = 20  # RCABs per group

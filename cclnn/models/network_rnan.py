@@ -55,16 +55,17 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .common import RESBLOCK_RENAMES, MeanShift, ResBlock, Upsampler, conv1x1, conv3x3
+from .common import (RESBLOCK_RENAMES, MeanShift, NetworkConfig, ResBlock, Upsampler, conv1x1,
+                     conv3x3)
 from .registry import register
 
 
 @dataclass(frozen=True)
-class RNANConfig:
+class RNANConfig(NetworkConfig):
     channels: int = 64
     n_resgroups: int = 10  # two non-local groups (first and last) + n_resgroups - 2 local ones
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.n_resgroups < 2:
             raise ConfigError(f"n_resgroups: RNAN needs at least its 2 non-local groups, "
                               f"got {self.n_resgroups}")

@@ -20,6 +20,7 @@ from torch import nn
 from ..config import ConfigError
 from ..color import rgb_to_ycbcr, ycbcr_to_rgb
 from ..resize import resize_tensor
+from .common import NetworkConfig
 from .registry import register
 
 
@@ -42,12 +43,12 @@ class LuminanceNet(nn.Module):
 
 
 @dataclass(frozen=True)
-class SRCNNConfig:
+class SRCNNConfig(NetworkConfig):
     channels: int = 64
     mid_channels: int = 32
     kernels: tuple[int, ...] = (9, 5, 5)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if len(self.kernels) != 3 or any(k % 2 == 0 for k in self.kernels):
             raise ConfigError(f"kernels: expected three odd sizes, got {self.kernels}")
 
@@ -64,9 +65,13 @@ class SRCNN(LuminanceNet):
 
 
 @dataclass(frozen=True)
-class VDSRConfig:
+class VDSRConfig(NetworkConfig):
     channels: int = 64
     depth: int = 20  # convolution layers
+
+    def check(self) -> None:
+        if self.depth < 2:
+            raise ConfigError(f"depth: must be at least 2 (first and last layer), got {self.depth}")
 
 
 class VDSR(LuminanceNet):
