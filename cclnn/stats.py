@@ -35,6 +35,11 @@ class Comparison:
     t: float
     df: float
 
+    def negated(self) -> "Comparison":
+        """The same test read as b - a."""
+        return Comparison(-self.diff, (-self.ci95[1], -self.ci95[0]), self.p_value, self.n_b,
+                          self.n_a, self.test, self.detectable, -self.t, self.df)
+
     def as_dict(self) -> dict:
         """The ``cclnn stats --json`` record."""
         return {"diff": self.diff, "ci95": list(self.ci95), "p_value": self.p_value,

@@ -90,3 +90,12 @@ def test_the_command_prints_the_json_record_and_one_line_errors(capsys):
     assert main(["stats", "--a", "35.1", "--b", "35.0", "35.2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a: at least 2 values are needed" in err
+
+
+def test_a_fixed_number_is_a_one_sample_test_and_reads_both_ways():
+    from cclnn.stats import compare_with_value
+    c = compare_with_value(DRUG2, 0.0)
+    assert c.p_value == pytest.approx(sps.ttest_1samp(DRUG2, 0.0).pvalue, abs=1e-12)
+    r = c.negated()
+    assert (r.diff, r.ci95, r.p_value) == (-c.diff, (-c.ci95[1], -c.ci95[0]), c.p_value)
+    assert (r.n_a, r.n_b) == (c.n_b, c.n_a)

@@ -63,9 +63,7 @@ def test_pair(row_a: Row, row_b: Row, records_a: list[dict], records_b: list[dic
     if not row_b.seeded and row_a.seeded and len(a) > 1:
         return compare_with_value(list(a.values()), next(iter(b.values())))
     if not row_a.seeded and row_b.seeded and len(b) > 1:
-        c = compare_with_value(list(b.values()), next(iter(a.values())))
-        return Comparison(-c.diff, (-c.ci95[1], -c.ci95[0]), c.p_value, 1, c.n_a, c.test,
-                          c.detectable, -c.t, c.df)
+        return compare_with_value(list(b.values()), next(iter(a.values()))).negated()
     common = sorted(s for s in a if s in b)
     if shares_initialisation(row_a, row_b) and len(common) > 1:
         return compare([a[s] for s in common], [b[s] for s in common], paired=True)
