@@ -190,16 +190,17 @@ def bench_model(name: str, scale: int, height: int, width: int, train: bool = Fa
     return result
 
 
-def _nlsa_paths(path: str, channels: int, height: int, width: int, batch: int):
-    """NLSA, ``fast`` (ours) or ``reference`` (the official tensor program)."""
+def _nlsa_paths(path: str, channels: int, height: int, width: int, batch: int,
+                device: str = "cpu"):
+    """NLSA, ``fast`` (ours) or ``reference`` (the official tensor program), on ``device``."""
     import torch
 
     from .models.nlsa import NonLocalSparseAttention
     torch.manual_seed(0)
-    module = NonLocalSparseAttention(channels)
+    module = NonLocalSparseAttention(channels).to(device)
     module.use_fast = path == "fast"
-    x = torch.randn(batch, channels, height, width)
-    rotations = torch.randn(module.rotations_shape(height, width))
+    x = torch.randn(batch, channels, height, width).to(device)
+    rotations = torch.randn(module.rotations_shape(height, width)).to(device)
     return module, lambda inp: module(inp, rotations=rotations), x
 
 
@@ -217,12 +218,14 @@ def _rnan_nonlocal_paths(path: str, channels: int, height: int, width: int, batc
 
 def _path_child(build: str, path: str, shape: dict, backward: bool, repeat: int,
                 out_file: str, queue) -> None:
-    """Times one path in its own process, so that its peak memory (ru_maxrss) is its own."""
+    """Times one path in its own process, so that its peak memory (ru_maxrss, or CUDA's
+    peak allocation for a CUDA input) is its own."""
     import resource
 
     import torch
     module, forward, x = globals()[build](path, **shape)
     x.requires_grad_(backward)
+    cuda = x.device.type == "cuda"
 
     def run():
         if backward:
@@ -230,14 +233,18 @@ def _path_child(build: str, path: str, shape: dict, backward: bool, repeat: int,
             module.zero_grad(set_to_none=True)
             y = forward(x)
             y.backward(torch.ones_like(y))
-            return y
-        with torch.no_grad():
-            return forward(x)
+        else:
+            with torch.no_grad():
+                y = forward(x)
+        if cuda:
+            torch.cuda.synchronize()  # the kernels run asynchronously
+        return y
     seconds = median_seconds(run, repeat)
     out = run().detach()
-    result = {"seconds": seconds,
-              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    torch.save({"out": out, "grad": x.grad}, out_file)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result = {"seconds": seconds, "peak_mb": peak}
+    torch.save({"out": out.cpu(), "grad": None if x.grad is None else x.grad.cpu()}, out_file)
     queue.put(result)
 
 
@@ -276,11 +283,11 @@ def compare_paths(build: str, paths: tuple[str, str], shape: dict, backward: boo
 
 
 def bench_nlsa(channels: int = 64, height: int = 512, width: int = 512, batch: int = 1,
-               backward: bool = False, repeat: int = 5) -> dict:
-    """Our NLSA vs the reference tensor program."""
+               backward: bool = False, repeat: int = 5, device: str = "cpu") -> dict:
+    """Our NLSA vs the reference tensor program, on ``device``."""
     return compare_paths("_nlsa_paths", ("fast", "reference"),
                          {"channels": channels, "height": height, "width": width,
-                          "batch": batch}, backward, repeat)
+                          "batch": batch, "device": device}, backward, repeat)
 
 
 def bench_rnan_nonlocal(channels: int = 32, height: int = 160, width: int = 160,

@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
         q.add_argument("--batch", type=POSITIVE, default=1)
         q.add_argument("--backward", action="store_true", help="time forward + backward")
         q.add_argument("--repeat", type=POSITIVE, default=repeat)
+        if what == "nlsa":
+            q.add_argument("--device", default="cpu", help="cpu (default) or cuda")
         add_json(q)
         q.set_defaults(func=run)
     q = bench_sub.add_parser("model", help="a whole network: seconds, GFLOP/s, memory")
@@ -52,8 +54,9 @@ def add_parser(sub) -> None:
 def print_comparison(title: str, r: dict, repeat: int) -> None:
     ours, reference = r["paths"]
     kind = "forward+backward" if r["backward"] else "forward"
-    print(f"{title} {kind}, C={r['channels']}, {r['batch']}x{r['size'][0]}x{r['size'][1]} "
-          f"(median of {repeat}, each path in its own process):")
+    where = f" on {r['device']}" if "device" in r else ""
+    print(f"{title} {kind}{where}, C={r['channels']}, {r['batch']}x{r['size'][0]}x"
+          f"{r['size'][1]} (median of {repeat}, each path in its own process):")
     for name in r["paths"]:
         print(f"  {name:9s} {r[name]['seconds']:.3f} s  peak {r[name]['peak_mb']:.0f} MB")
     print(f"  speed-up {r['speedup']:.2f}x, memory {r['memory_ratio']:.3f} of the {reference} "
@@ -81,10 +84,14 @@ def _run_model(args: argparse.Namespace) -> int:
 
 
 def _run_paths(args: argparse.Namespace) -> int:
-    from ..speed import bench_nlsa, bench_rnan_nonlocal  # loaded when run, not for --help
+    from ..inference import resolve_device  # loaded when run, not for --help
+    from ..speed import bench_nlsa, bench_rnan_nonlocal
+    options = {}
+    if args.what == "nlsa":
+        options["device"] = str(resolve_device(args.device))
     bench = bench_nlsa if args.what == "nlsa" else bench_rnan_nonlocal
     r = bench(args.channels, args.size[0], args.size[1], args.batch, args.backward,
-              args.repeat)
+              args.repeat, **options)
     if args.json:
         print(json.dumps({k: r[k] for k in (*r["paths"], "max_abs_diff")}))
     else:

@@ -18,9 +18,11 @@ Algorithm (per image, per hash round r of ``n_hashes``):
    module returns ``x + res_scale * attention``.
 
 Implementation: :func:`reference_sparse_attention` is the official tensor program (the
-oracle of the tests). The fast CPU paths never materialise the full score tensor nor copy
-each chunk three times: training uses PyTorch's fused flash-attention kernel per hash round
-(:class:`_FusedLSHAttention`, exact gradients from its backward); inference uses explicit
+oracle of the tests). The fast paths never materialise the full score tensor nor copy
+each chunk three times: training uses a fused attention kernel per hash round
+(:class:`_FusedLSHAttention`, exact gradients from its backward; the CPU's flash kernel, on
+CUDA the memory-efficient or flash kernel, see :mod:`cclnn.models.attention_kernels`);
+inference uses explicit
 score matrices a cache-sized block of chunks at a time (:func:`_blocked_attention`), which
 avoids the kernel's zero padding of the C/reduction match embedding. Rounds are merged online
 by their log-sum-exp, so memory stays a few blocks plus the output at any image size.
@@ -40,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention_kernels import AttentionKernel, kernel_for
 from .common import conv1x1, conv3x3
 
 KEY_NORM_EPS = 5e-5
@@ -118,15 +121,12 @@ def reference_sparse_attention(query: torch.Tensor, value: torch.Tensor,
     return (out * weights).sum(dim=1)
 
 
-_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-_FLASH_BACKWARD = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward",
-                          None)
 NEIGHBOURS = (0, 1, -1)  # own chunk, previous chunk, next chunk (cyclic within a round)
 
 
-def fast_path_available(x: torch.Tensor) -> bool:
-    return (_FLASH is not None and _FLASH_BACKWARD is not None and x.device.type == "cpu"
-            and x.dtype == torch.float32)
+def fast_path_available(value: torch.Tensor) -> bool:
+    """A fused kernel exists for ``value``'s device and dtype (its head size: the channels)."""
+    return kernel_for(value.device.type, value.dtype, value.shape[-1]) is not None
 
 
 # A hash round is processed whole when its sorted rows x channels x images fit in
@@ -151,7 +151,8 @@ class _Blocks:
         self.chunk, self.length = chunk, length
         self.n_chunks = length_padded // chunk
         self.by_chunk = padded_order.view(self.n, self.n_chunks, chunk)
-        self.offsets = (torch.arange(self.n) * length).view(-1, 1, 1)
+        self.device = padded_order.device
+        self.offsets = (torch.arange(self.n, device=self.device) * length).view(-1, 1, 1)
         per_chunk = self.n * chunk * channels
         if size is not None:
             self.size = max(1, min(self.n_chunks, size))
@@ -167,7 +168,7 @@ class _Blocks:
         the padding copies, whose outputs are dropped)."""
         for c0 in range(0, self.n_chunks, self.size):
             c1 = min(c0 + self.size, self.n_chunks)
-            ext = torch.arange(c0 - 1, c1 + 1) % self.n_chunks
+            ext = torch.arange(c0 - 1, c1 + 1, device=self.device) % self.n_chunks
             ext_rows = (self.by_chunk[:, ext] + self.offsets).flatten()
             own_rows = (self.by_chunk[:, c0:c1] + self.offsets).flatten()
             real = min(self.length, c1 * self.chunk) - c0 * self.chunk
@@ -205,88 +206,99 @@ class _FusedLSHAttention(torch.autograd.Function):
 
     Forward: in the sorted order of a round, the keys of chunk i are chunks i - 1, i, i + 1,
     which are consecutive rows: an overlapping strided view of the sorted keys gives every
-    chunk its 3-chunk key window without copying anything, and one call of the CPU
-    flash-attention kernel per round returns the attention output o_r and its log-sum-exp
-    l_r with no score tensor materialised. Rounds are merged online in raster order with
-    weights ``softmax_r(l_r)``, one block of chunks at a time for large images, so the working
-    set is a few block-sized tensors plus the output, whatever the image size.
+    chunk its 3-chunk key window without copying anything, and one kernel call per round
+    (or block of chunks) returns the attention output o_r and its log-sum-exp l_r with no
+    score tensor materialised. Rounds are merged online in raster order with weights
+    ``softmax_r(l_r)`` (in float32 whatever the kernel's dtype), one block of chunks at a
+    time for large images, so the working set is a few block-sized tensors plus the output,
+    whatever the image size.
 
     Backward: the loss sees a round only through the merged output ``out``, so the score
     gradient of round r is ``w_r p_j (g . v_j - g . out)`` with ``w_r = exp(l_r - LSE)``:
-    exactly what the flash backward kernel computes when given ``grad_out = w_r g`` and
-    ``out`` in place of o_r.
+    exactly what the kernel's backward computes when given ``grad_out = w_r g`` and ``out``
+    in place of o_r.
     """
 
     @staticmethod
-    def forward(ctx, query, keys, value, padded_order, chunk: int):
+    def forward(ctx, query, keys, value, padded_order, chunk: int, kernel: AttentionKernel):
         n, length, channels = value.shape
         q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
         v_flat = value.reshape(n * length, channels)
-        out = torch.empty(n * length, channels, dtype=value.dtype)
-        lse = torch.empty(n * length, dtype=value.dtype)
-        round_lse, kept = [], []
+        out = torch.empty(n * length, channels, dtype=torch.float32, device=value.device)
+        lse = torch.empty(n * length, dtype=torch.float32, device=value.device)
+        states, kept = [], []
         keep = (any(ctx.needs_input_grad[:3])
                 and 3 * padded_order.numel() * channels <= SAVE_ELEMENTS)
-        for r in range(padded_order.shape[1]):
-            blocks = _Blocks(padded_order[:, r], length, chunk, channels)
-            for _, m, ext_rows, own_rows, real in blocks:
-                q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
-                if keep:
-                    kept += [q, k, v]
-                out_b, lse_b = _FLASH(q, _windows(k), _windows(v), 0.0, False, scale=1.0)
-                round_lse.append(lse_b)
-                _merge_block(out, lse, r == 0, own_rows, real, out_b, lse_b)
-        ctx.save_for_backward(query, keys, value, padded_order, out, lse, *round_lse, *kept)
-        ctx.chunk, ctx.parts, ctx.kept = chunk, len(round_lse), bool(kept)
-        return out.view(n, length, channels)
+        with torch.autocast(value.device.type, enabled=False):  # the dtypes are chosen here
+            for r in range(padded_order.shape[1]):
+                blocks = _Blocks(padded_order[:, r], length, chunk, channels)
+                for _, m, ext_rows, own_rows, real in blocks:
+                    q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
+                    if keep:
+                        kept += [q, k, v]
+                    result = kernel.forward(q, _windows(k), _windows(v))
+                    states.append((result.lse, result.state))
+                    _merge_block(out, lse, r == 0, own_rows, real, result.out.float(),
+                                 result.lse)
+        ctx.save_for_backward(query, keys, value, padded_order, out, lse, *kept)
+        ctx.chunk, ctx.kernel, ctx.states, ctx.kept = chunk, kernel, states, bool(kept)
+        return out.view(n, length, channels).to(value.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        query, keys, value, padded_order, out, lse, *saved = ctx.saved_tensors
-        round_lse, kept = iter(saved[:ctx.parts]), iter(saved[ctx.parts:])
-        n, length, channels = value.shape
-        match = query.shape[-1]
-        chunk = ctx.chunk
-        length_padded = padded_order.shape[2]
-        q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
-        v_flat = value.reshape(n * length, channels)
-        g_flat = grad.reshape(n * length, channels)
-        d_query = torch.zeros(n, length, match, dtype=grad.dtype)
-        d_keys = torch.zeros(n, length, match, dtype=grad.dtype)
-        d_value = torch.zeros(n, length, channels, dtype=grad.dtype)
-        undo = padded_order[..., :length].argsort(dim=-1)  # raster -> sorted position
-        for r in range(padded_order.shape[1]):
-            blocks = _Blocks(padded_order[:, r], length, chunk, channels)
-            # gradients of this round in its sorted, padded order: [n, chunks, chunk, C]
-            sorted_grads = [torch.zeros(n, blocks.n_chunks, chunk, c, dtype=grad.dtype)
-                            for c in (match, match, channels)]
-            for c0, m, ext_rows, own_rows, real in blocks:
-                if ctx.kept:
-                    q, k, v = next(kept), next(kept), next(kept)
-                else:
-                    q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
-                l_r = next(round_lse)
-                g = blocks.gather(g_flat, own_rows, m)
-                g.view(n, -1, channels)[:, real:] = 0  # padding copies: outputs were dropped
-                weight = torch.exp(l_r.reshape(n, m, -1) - lse.index_select(0, own_rows).view(
-                    n, m, -1)).unsqueeze(-1)
-                o = blocks.gather(out, own_rows, m)
-                dq, dk, dv = _FLASH_BACKWARD(g.mul_(weight), q, _windows(k), _windows(v), o, l_r,
-                                             0.0, False, scale=1.0)
-                sorted_grads[0][:, c0:c0 + m] += dq[..., :match]
-                ext = torch.arange(c0 - 1, c0 + m + 1) % blocks.n_chunks
-                for total, part in ((sorted_grads[1], dk[..., :match]), (sorted_grads[2], dv)):
-                    for i in range(3):  # slice i of window j belongs to chunk ext[j + i]
-                        total.index_add_(1, ext[i:i + m], part[:, :, i * chunk:(i + 1) * chunk])
-            # the padding rows are copies of the last sorted positions: fold them back, then
-            # undo the sort with one gather (a permutation) instead of a scatter-add
-            rows = (undo[:, r] + torch.arange(n).view(n, 1) * length_padded).flatten()
-            for total, sorted_grad in zip((d_query, d_keys, d_value), sorted_grads):
-                flat = sorted_grad.view(n, length_padded, -1)
-                if length_padded > length:
-                    flat[:, 2 * length - length_padded:length] += flat[:, length:]
-                total += flat.reshape(n * length_padded, -1).index_select(0, rows).view_as(total)
-        return d_query, d_keys, d_value, None, None
+        query, keys, value, padded_order, out, lse, *kept = ctx.saved_tensors
+        with torch.autocast(value.device.type, enabled=False):
+            grads = _fused_backward(ctx, grad, query, keys, value, padded_order, out, lse,
+                                    iter(kept))
+        ctx.states = None
+        return (*grads, None, None, None)
+
+
+def _fused_backward(ctx, grad, query, keys, value, padded_order, out, lse, kept):
+    """(d_query, d_keys, d_value) of :class:`_FusedLSHAttention`, round by round."""
+    n, length, channels = value.shape
+    match, chunk, dtype, device = query.shape[-1], ctx.chunk, value.dtype, value.device
+    length_padded = padded_order.shape[2]
+    q_flat, k_flat = query.reshape(n * length, -1), keys.reshape(n * length, -1)
+    v_flat = value.reshape(n * length, channels)
+    g_flat = grad.reshape(n * length, channels)
+    totals = [torch.zeros(n, length, c, dtype=torch.float32, device=device)
+              for c in (match, match, channels)]
+    undo = padded_order[..., :length].argsort(dim=-1)  # raster -> sorted position
+    states = iter(ctx.states)
+    for r in range(padded_order.shape[1]):
+        blocks = _Blocks(padded_order[:, r], length, chunk, channels)
+        # gradients of this round in its sorted, padded order: [n, chunks, chunk, C]
+        sorted_grads = [torch.zeros(n, blocks.n_chunks, chunk, c, dtype=torch.float32,
+                                    device=device) for c in (match, match, channels)]
+        for c0, m, ext_rows, own_rows, real in blocks:
+            if ctx.kept:
+                q, k, v = next(kept), next(kept), next(kept)
+            else:
+                q, k, v = blocks.gather_block(q_flat, k_flat, v_flat, m, ext_rows, own_rows)
+            l_r, state = next(states)
+            g = blocks.gather(g_flat, own_rows, m).float()
+            g.view(n, -1, channels)[:, real:] = 0  # padding copies: outputs were dropped
+            weight = torch.exp(l_r.reshape(n, m, -1) - lse.index_select(0, own_rows).view(
+                n, m, -1)).unsqueeze(-1)
+            o = blocks.gather(out, own_rows, m).to(dtype)
+            dq, dk, dv = ctx.kernel.backward(g.mul_(weight).to(dtype), q, _windows(k),
+                                             _windows(v), o, state)
+            sorted_grads[0][:, c0:c0 + m] += dq[..., :match]
+            ext = torch.arange(c0 - 1, c0 + m + 1, device=device) % blocks.n_chunks
+            for total, part in ((sorted_grads[1], dk[..., :match]), (sorted_grads[2], dv)):
+                part = part.float()
+                for i in range(3):  # slice i of window j belongs to chunk ext[j + i]
+                    total.index_add_(1, ext[i:i + m], part[:, :, i * chunk:(i + 1) * chunk])
+        # the padding rows are copies of the last sorted positions: fold them back, then
+        # undo the sort with one gather (a permutation) instead of a scatter-add
+        rows = (undo[:, r] + torch.arange(n, device=device).view(n, 1) * length_padded).flatten()
+        for total, sorted_grad in zip(totals, sorted_grads):
+            flat = sorted_grad.view(n, length_padded, -1)
+            if length_padded > length:
+                flat[:, 2 * length - length_padded:length] += flat[:, length:]
+            total += flat.reshape(n * length_padded, -1).index_select(0, rows).view_as(total)
+    return tuple(t.to(dtype) for t in totals)
 
 
 def _merge_block(out, lse, first: bool, own_rows, real: int, out_b, lse_b) -> None:
@@ -322,14 +334,15 @@ def _blocked_attention(query, keys, value, padded_order, chunk: int) -> torch.Te
     queries and keys, soft-maxed in place and multiplied by the values; unlike the fused
     kernel this needs no zero padding of the match embedding to C channels, which makes it
     ~15 % faster on large images. Same windows, log-sum-exp merge and padding rule as
-    :class:`_FusedLSHAttention`.
+    :class:`_FusedLSHAttention`; computed in float32 whatever the input's dtype.
     """
     n, length, channels = value.shape
     match = query.shape[-1]
-    q_flat, k_flat = query.reshape(n * length, match), keys.reshape(n * length, match)
-    v_flat = value.reshape(n * length, channels)
-    out = torch.empty(n * length, channels, dtype=value.dtype)
-    lse = torch.empty(n * length, dtype=value.dtype)
+    q_flat = query.reshape(n * length, match).float()
+    k_flat = keys.reshape(n * length, match).float()
+    v_flat = value.reshape(n * length, channels).float()
+    out = torch.empty(n * length, channels, dtype=torch.float32, device=value.device)
+    lse = torch.empty(n * length, dtype=torch.float32, device=value.device)
     per_block = max(1, SCORE_ELEMENTS // (3 * chunk * chunk * n))
     for r in range(padded_order.shape[1]):
         blocks = _Blocks(padded_order[:, r], length, chunk, channels, size=per_block)
@@ -344,7 +357,7 @@ def _blocked_attention(query, keys, value, padded_order, chunk: int) -> torch.Te
             out_b = torch.matmul(weights, v.reshape(n * m, 3 * chunk, channels)).div_(total)
             _merge_block(out, lse, r == 0, own_rows, real, out_b.view(n, -1, channels),
                          total.log_().add_(top).view(n, -1))
-    return out.view(n, length, channels)
+    return out.view(n, length, channels).to(value.dtype)
 
 
 def _merge(out_a, lse_a, out_b, lse_b):
@@ -356,29 +369,32 @@ def _merge(out_a, lse_a, out_b, lse_b):
 
 
 def fast_sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: torch.Tensor,
-                          chunk_size: int) -> torch.Tensor:
-    """Same result as :func:`reference_sparse_attention` (CPU, float32), without the score
-    tensor and without copying each chunk three times; see :class:`_FusedLSHAttention`."""
+                          chunk_size: int, kernel: AttentionKernel | None = None) -> torch.Tensor:
+    """Same result as :func:`reference_sparse_attention`, without the score tensor and
+    without copying each chunk three times; see :class:`_FusedLSHAttention`. ``kernel``:
+    the fused kernel of training (default: the one for ``value``'s device and dtype)."""
     n, length, match = query.shape
     channels = value.shape[-1]
-    if match > channels:  # (not the case in NLSA, where match = channels / reduction)
+    kernel = kernel or kernel_for(value.device.type, value.dtype, channels)
+    if match > channels or kernel is None:  # (NLSA's match = channels / reduction)
         return reference_sparse_attention(query, value, rotations, chunk_size)
     chunk = min(chunk_size, length)
     padding = -(-length // chunk) * chunk - length
     with torch.no_grad():
         order = lsh_buckets(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
         padded_order = torch.cat([order, order[..., length - padding:]], -1) if padding else order
-    keys = F.normalize(query, p=2, dim=-1, eps=KEY_NORM_EPS)
+    keys = F.normalize(query, p=2, dim=-1, eps=KEY_NORM_EPS).to(value.dtype)
+    query = query.to(value.dtype)  # autocast may leave the normalised keys in float32
     if not (torch.is_grad_enabled() and (query.requires_grad or value.requires_grad)):
         return _blocked_attention(query.contiguous(), keys.contiguous(), value.contiguous(),
                                   padded_order.contiguous(), chunk)
     return _FusedLSHAttention.apply(query.contiguous(), keys.contiguous(), value.contiguous(),
-                                    padded_order.contiguous(), chunk)
+                                    padded_order.contiguous(), chunk, kernel)
 
 
 def sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: torch.Tensor,
                      chunk_size: int, fast: bool = True) -> torch.Tensor:
-    """Fused path where available (CPU float32), the reference tensor program elsewhere."""
+    """Fused path where a kernel exists (CPU float32, CUDA), the reference program elsewhere."""
     if fast and fast_path_available(value):
         return fast_sparse_attention(query, value, rotations, chunk_size)
     return reference_sparse_attention(query, value, rotations, chunk_size)
