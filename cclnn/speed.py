@@ -64,7 +64,7 @@ def bench_train(config_path: str, steps: int = 20, warmup: int = 3,
     data = statistics.median(t.data for t in times)
     compute = statistics.median(t.compute for t in times)
     return {"config": config_path, "model": config.model.name, "scale": config.model.scale,
-            "batch": config.data.batch_size, "patch": config.data.patch_size,
+            "batch": config.data.batch_size, "patch": config.data.patch_size, "amp": config.amp,
             "steps": len(times), "data_seconds": data, "compute_seconds": compute,
             "step_seconds": data + compute, "data_fraction": data / (data + compute),
             "device": str(trainer.device), "threads": __import__("torch").get_num_threads()}

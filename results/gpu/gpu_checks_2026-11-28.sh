@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Session 11 device checks. 1) Table 5's missing rows (VDSR s0/s1, RNAN-S s1) trained with the
+# The script of the first GPU session (kept with its output; it ran from scripts/ and trained
+# the first study's rows; scripts/gpu_check.sh is today's check). Session 11 device checks. 1) Table 5's missing rows (VDSR s0/s1, RNAN-S s1) trained with the
 # committed configs, fp32 convolutions (NVIDIA_TF32_OVERRIDE=0) as on the CPU; 2) CUDA checks:
 # shipped CCLNN-T scored on cuda vs cpu, training steps under fp32/bf16/fp16, a short CCLNN-L run.
-# Run from anywhere: `bash scripts/gpu_checks.sh` (OUT=folder for the log, tars and JSON; it
+# Ran as `bash scripts/gpu_checks.sh` (OUT=folder for the log, tars and JSON; it
 # needs ../shared/data beside the repository, as the run configs name it). QUICK=1: a few
 # iterations on the CPU, to test this script without a GPU. Output of the one run on the lent
 # H200 (2026-11-28): results/gpu/h200.log, test_cuda.json, test_cpu.json.
