@@ -120,17 +120,18 @@ class TrainPatches(torch.utils.data.Dataset):
             try:
                 hr, lr = self._load(path, source, key, data.cache)
             except ImageError as exc:
-                unreadable.append(path)
+                unreadable.append(exc)
                 if len(unreadable) > limit:
                     raise ConfigError(f"data.train: more than {limit} of the {len(selected)} "
                                       f"images are unreadable, the last: {exc}") from None
-                print(f"training data: skipped an unreadable image: {exc}", file=sys.stderr)
                 continue
             if min(lr.shape[:2]) < self.patch:
                 skipped.append(path.name)
                 continue
             self.pairs.append((hr, lr))
             self.names.append(str(path))
+        for exc in unreadable:
+            print(f"training data: skipped an unreadable image: {exc}", file=sys.stderr)
         if skipped:
             print(f"training data: skipped {len(skipped)} image(s) smaller than the "
                   f"{self.patch}x{self.patch} LR patch at x{scale}: {', '.join(skipped[:5])}"

@@ -34,6 +34,7 @@ class RunLock:
     NAME = ".lock"
 
     def __init__(self, run_dir: Path):
+        self._fd: int | None = None
         try:
             fd = os.open(run_dir / self.NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -51,7 +52,7 @@ class RunLock:
                                 ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-        self._fd: int | None = fd
+        self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:

@@ -184,20 +184,24 @@ class TrainConfig:
             raise ConfigError("loss.warmup_epochs: longer than the run")
 
 
+class YamlAliasError(yaml.YAMLError):
+    """A YAML alias (``*name``) where cclnn reads a config; the message is one line."""
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing aliases before anything is built from them."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
-                f"are not allowed in a cclnn config; write the value out", event.start_mark)
+            raise YamlAliasError(f"line {event.start_mark.line + 1}: YAML aliases "
+                                 f"(*{shown(event.anchor)[1:-1]}) are not allowed in a cclnn "
+                                 f"config; write the value out")
         return super().compose_node(parent, index)
 
 
 def read_yaml(text: str):
-    """``text`` parsed like ``yaml.safe_load``, but aliases are a :class:`yaml.YAMLError`."""
+    """``text`` parsed like ``yaml.safe_load``, but an alias is a :class:`YamlAliasError`."""
     loader = _NoAliasLoader(text)
     try:
         return loader.get_single_data()
@@ -231,6 +235,8 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
         key, raw = item.split("=", 1)
         try:
             value = read_yaml(raw) if raw else ""
+        except YamlAliasError as exc:
+            raise ConfigError(f"override '{shown(item)[1:-1]}': {exc}") from None
         except yaml.YAMLError:
             value = raw
         out.append((key.strip(), value))
@@ -285,6 +291,5 @@ def expand_path(path: str, key: str) -> Path:
     expanded = os.path.expandvars(os.path.expanduser(path))
     unset = _VARIABLE.search(expanded)
     if unset:
-        raise ConfigError(f"{key}: environment variable {unset.group(1).strip('{}')} is not set "
-                          f"(in {shown(path)})")
+        raise ConfigError(f"{key}: environment variable {unset.group(1).strip('{}')} is not set")
     return Path(expanded)
