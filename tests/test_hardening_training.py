@@ -245,6 +245,28 @@ def test_a_damaged_npy_cache_is_remade_with_a_note(images, capsys, damage):
     assert capsys.readouterr().err == ""
 
 
+def test_a_cache_write_on_a_full_disk_is_one_line_and_leaves_no_temp(images, monkeypatch):
+    def no_space(file, array):
+        with open(file, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(np, "save", no_space)
+    with pytest.raises(TrainingError, match=r"^cannot write the cache file .*_hr\.npy: no space "
+                                            r"left on device \(set CCLNN_CACHE"):
+        TrainPatches(_npy_data(images), 3, 0)  # x3: not cached yet
+    hr_file, _ = _npy_paths(images / "img0.png", 3)
+    assert not [p for p in hr_file.parent.iterdir() if ".tmp" in p.name]
+
+
+def test_temp_files_of_killed_cache_writers_are_removed(images):
+    hr_file, _ = _npy_paths(images / "img0.png", 2)
+    hr_file.parent.mkdir(parents=True, exist_ok=True)
+    stale = hr_file.parent / ".abc_hr.999999999.tmp.npy"
+    stale.write_bytes(b"partial")
+    TrainPatches(_npy_data(images), 2, 0)
+    assert not stale.exists()
+
+
 # ----------------------------------------------------------------------------- 4: bad images
 
 

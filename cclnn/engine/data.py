@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, remove_stale_temps
 from ..config import ConfigError
 from ..data.benchmark import list_images
 from ..data.images import ImageError, read_image
 from ..data.layout import cache_root, lr_file_name
 from ..resize import degrade, mod_crop
+from .processes import TrainingError
 from .train_config import DataConfig, ImageFolders, expand_path
 
 MAX_UNREADABLE = 10  # training images a run may skip as unreadable
@@ -45,9 +46,14 @@ def _npy_paths(path: Path, scale: int) -> tuple[Path, Path]:
 
 
 def _save_npy(target: Path, array: np.ndarray) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        np.save(tmp, array)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            np.save(tmp, array)
+    except OSError as exc:
+        raise TrainingError(f"cannot write the cache file {target}: "
+                            f"{(exc.strerror or str(exc)).lower()} (set CCLNN_CACHE to another "
+                            f"folder, or data.cache: memory)") from None
 
 
 def _cache_problem(hr: np.ndarray, lr: np.ndarray, scale: int) -> str | None:
@@ -115,6 +121,8 @@ class TrainPatches(torch.utils.data.Dataset):
         selected = [(source, f"data.train[{i}]", path) for i, source in enumerate(data.train)
                     for path in source_files(source, f"data.train[{i}]")]
         limit = unreadable_limit(len(selected))
+        if data.cache == "npy":
+            remove_stale_temps(cache_root() / "train")  # of cache writers that were killed
         skipped, unreadable = [], []
         for source, key, path in selected:
             try:
