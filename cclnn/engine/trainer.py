@@ -76,14 +76,16 @@ class Trainer:
         self.world, local_rank = launch()
         self.device = process_device(resolve_device(config.device), self.world, local_rank)
         self.rank = join_process_group(self.device) if self.world > 1 else 0
-        self.run_dir = Path(run_dir) if run_dir else expand_path(config.out_dir, "out_dir") / config.name
+        self.run_dir = (Path(run_dir) if run_dir
+                        else expand_path(config.out_dir, "out_dir") / config.name)
         self._seed_everything(config.seed, config.deterministic)
 
         c = config
         self.scale = c.model.scale
         self.model = build_model(c.model.name, c.model.scale, **dict(c.model.options))
         if c.model.init_weights and not resume:
-            kept = load_matching_weights(self.model, expand_path(c.model.init_weights, "model.init_weights"))
+            kept = load_matching_weights(self.model, expand_path(c.model.init_weights,
+                                                                 "model.init_weights"))
             if self.is_main and kept:
                 print(f"init_weights: kept the model's own values for {len(kept)} tensor(s) "
                       f"({', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''})")
@@ -131,7 +133,6 @@ class Trainer:
         self._started = time.perf_counter()
         self.devices = [describe_device(self.device)]  # every device the run trained on, in order
         self.last_good: int | None = None  # iteration of the latest.pt known to be finite
-        # rank 0 locks the run folder before it touches a file; the other ranks write nothing
         self._lock: RunLock | None = claim_run_dir(self.run_dir, resume) if self.is_main else None
         try:
             if resume:
