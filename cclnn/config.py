@@ -11,6 +11,7 @@ import collections.abc
 import dataclasses
 import difflib
 import math
+import reprlib
 import typing
 from typing import Any, Mapping, TypeVar
 
@@ -21,6 +22,18 @@ T = TypeVar("T")
 
 class ConfigError(CclnnError, ValueError):
     """A configuration key or value is invalid; the message names the key."""
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to about 60 characters, without building the whole repr: a value
+    in an error message may be huge (a long list in a config) and must stay one short line."""
+    text = " ".join(_SHORT_REPR.repr(value).split())
+    return text if len(text) <= 64 else text[:60] + "..."
 
 
 def suggest(name: str, choices) -> str:
@@ -58,25 +71,25 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is typing.Literal:
         if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_describe(tp)}, got {shown(value)}")
     if origin is typing.Union:
         for arg in typing.get_args(tp):
             try:
                 return coerce(value, arg, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_describe(tp)}, got {shown(value)}")
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{key}: expected null, got {value!r}")
+        raise ConfigError(f"{key}: expected null, got {shown(value)}")
     if origin in (dict, collections.abc.Mapping):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {shown(value)}")
         return dict(value)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+            raise ConfigError(f"{key}: expected {_describe(tp)}, got {shown(value)}")
         args = typing.get_args(tp)
         inner = args[0] if args else Any
         items = [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -84,11 +97,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {shown(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {shown(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -97,17 +110,17 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {shown(value)}")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {shown(value)}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if isinstance(value, Mapping):
             return make_config(tp, value, prefix=f"{key}.")
-        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{key}: expected a mapping, got {shown(value)}")
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in cclnn, not user error
 
 
@@ -166,7 +179,7 @@ def check_number(key: str, value: Any, low: float | None = None, high: float | N
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {shown(value)}")
     is_int = isinstance(value, int)
     ok = is_int or math.isfinite(value)
     if ok and low is not None:
@@ -176,7 +189,7 @@ def check_number(key: str, value: Any, low: float | None = None, high: float | N
     if ok:
         return
     if is_int and low is not None and high is None and not low_open:
-        raise ConfigError(f"{key}: must be at least {_num(low)}, got {value!r}")
+        raise ConfigError(f"{key}: must be at least {_num(low)}, got {shown(value)}")
     what = "an integer" if is_int else "a finite number"
     rng = "" if low is None and high is None else " " + _interval(low, high, low_open, high_open)
-    raise ConfigError(f"{key}: must be {what}{rng}, got {value!r}")
+    raise ConfigError(f"{key}: must be {what}{rng}, got {shown(value)}")

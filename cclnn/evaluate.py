@@ -9,7 +9,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .data.benchmark import BenchmarkSet
-from .data.images import write_image
+from .atomic import atomic_path
+from .data.images import ImageError, write_image
 from .metrics import psnr, ssim
 
 SuperResolver = Callable[[np.ndarray], np.ndarray]  # uint8 LR -> uint8 SR
@@ -57,9 +58,25 @@ def mean_scores(dataset: str, scale: int, scores: list[ImageScore]) -> Result:
                   {s.name: (s.psnr, s.ssim) for s in scores})
 
 
+def save_sr_image(path: Path, sr: np.ndarray, overwrite: bool) -> None:
+    """Write an SR image; without ``overwrite`` an existing file (even one another process
+    wrote meanwhile) is kept and the error names it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        write_image(path, sr)
+        return
+    try:
+        with atomic_path(path, replace=False) as tmp:
+            write_image(tmp, sr)
+    except FileExistsError:
+        raise ImageError(f"{path}: already exists; not replaced") from None
+
+
 def evaluate(sr_fn: SuperResolver, benchmark: BenchmarkSet, *, progress: bool = True,
-             save_dir: Path | None = None) -> Result:
-    """Mean Y PSNR/SSIM of ``sr_fn`` over ``benchmark`` (each image scored, then averaged)."""
+             save_dir: Path | None = None, overwrite: bool = False) -> Result:
+    """Mean Y PSNR/SSIM of ``sr_fn`` over ``benchmark`` (each image scored, then averaged);
+    with ``save_dir``, the SR images as ``save_dir/NAME.png`` (replaced only if
+    ``overwrite``)."""
     scores = []
     bar = tqdm(total=len(benchmark), desc=f"{benchmark.name} x{benchmark.scale}",
                disable=not progress, leave=False, unit="img")
@@ -67,8 +84,7 @@ def evaluate(sr_fn: SuperResolver, benchmark: BenchmarkSet, *, progress: bool = 
         sr = sr_fn(pair.lr)
         scores.append(score_image(pair.name, pair.hr, sr, benchmark.scale))
         if save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
-            write_image(save_dir / f"{pair.name}.png", sr)
+            save_sr_image(save_dir / f"{pair.name}.png", sr, overwrite)
         bar.update(1)
         bar.set_postfix(psnr=f"{np.mean([s.psnr for s in scores]):.2f}")
     bar.close()

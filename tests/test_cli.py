@@ -95,7 +95,7 @@ def test_test_table_and_errors(capsys, tmp_path):
                  "--save-images", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| Model | Scale | Set5 |") and "| bicubic | x4 | 28.4" in out
-    assert len(list((tmp_path / "Set5" / "x4").glob("*.png"))) == 5
+    assert len(list((tmp_path / "bicubic_x4" / "Set5").glob("*.png"))) == 5
     assert main(["test", "--model", "edsr", "--scale", "2", "--datasets", "Set5"]) == 2
     assert "--weights: required" in capsys.readouterr().err
     assert main(["test", "--model", "edsr", "--weights", "w.pt", "--scale", "2", "3",

@@ -38,14 +38,55 @@ class CheckpointError(WeightsError):
     """A checkpoint is missing, unreadable, or not one that ``cclnn train`` wrote."""
 
 
+class _WriteErrors:
+    """A file torch.save writes to that keeps the ``OSError`` of a failed write: torch's
+    archive writer replaces it with its own message ("enforce fail at inline_container.cc"),
+    which does not say that the disk is full."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def write_checkpoint(state: Mapping, path: Path,
-                    before_replace: Optional[Callable[[], None]] = None) -> None:
+                     before_replace: Optional[Callable[[], None]] = None) -> None:
     """Write ``state`` to ``path`` atomically; ``before_replace`` is called once the temporary
-    file is complete, before it replaces ``path`` (the trainer's fault injection)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-        if before_replace is not None:
-            before_replace()
+    file is complete, before it replaces ``path`` (the trainer's fault injection). A failed
+    write (a full disk, a file-size limit) is a one-line :class:`CheckpointError` naming
+    ``path``; the temporary file is removed and the previous ``path`` stays as it was."""
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as file:
+                writer = _WriteErrors(file)
+                try:
+                    torch.save(state, writer)
+                except RuntimeError:
+                    if writer.error is None:
+                        raise
+                    raise writer.error from None
+            if before_replace is not None:
+                before_replace()
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise CheckpointError(f"cannot write {path}: {reason} (the file there, if any, is "
+                              "unchanged)") from None
+
+
+def finite_weights(*models: Optional[torch.nn.Module]) -> bool:
+    """Whether every floating-point parameter and buffer of the ``models`` (None: none) is
+    finite (a diverged network's are not: such weights are never saved)."""
+    return all(bool(torch.isfinite(t).all()) for model in models if model is not None
+               for t in model.state_dict().values() if t.is_floating_point())
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:

@@ -8,7 +8,12 @@ not change the data, and DDP ranks each take their slice of the very same global
 
 Decoded images are kept in memory (``cache: memory``) or as ``.npy`` files opened with
 ``mmap`` (``cache: npy``, under ``$CCLNN_CACHE/train``; shared by DataLoader workers and
-processes without copies), so the per-step cost is a crop and a flip.
+processes without copies), so the per-step cost is a crop and a flip. A damaged ``.npy``
+file (unreadable, or not a uint8 pair of the scale) is remade from its image with a note.
+
+Every image is decoded when the run starts, so an unreadable one is found then, not at
+iteration 5000: it is skipped with a one-line note naming it, up to :func:`unreadable_limit`
+(10 images, and a tenth of the selection); one more and the run refuses to start.
 """
 from __future__ import annotations
 
@@ -19,13 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, remove_stale_temps
 from ..config import ConfigError
 from ..data.benchmark import list_images
-from ..data.images import read_image
+from ..data.images import ImageError, read_image
 from ..data.layout import cache_root, lr_file_name
 from ..resize import degrade, mod_crop
+from .processes import TrainingError
 from .train_config import DataConfig, ImageFolders, expand_path
+
+MAX_UNREADABLE = 10  # training images a run may skip as unreadable
 
 
 def _npy_paths(path: Path, scale: int) -> tuple[Path, Path]:
@@ -38,14 +46,56 @@ def _npy_paths(path: Path, scale: int) -> tuple[Path, Path]:
 
 
 def _save_npy(target: Path, array: np.ndarray) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        np.save(tmp, array)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            np.save(tmp, array)
+    except OSError as exc:
+        raise TrainingError(f"cannot write the cache file {target}: "
+                            f"{(exc.strerror or str(exc)).lower()} (set CCLNN_CACHE to another "
+                            f"folder, or data.cache: memory)") from None
+
+
+def _cache_problem(hr: np.ndarray, lr: np.ndarray, scale: int) -> str | None:
+    """Why a cached (HR, LR) pair cannot be what ``make_pair`` wrote, or None."""
+    for name, array in (("HR", hr), ("LR", lr)):
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            return f"{name} array is {array.dtype} {array.shape}, not uint8 H x W x 3"
+    if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+        return f"HR {hr.shape[:2]} is not x{scale} LR {lr.shape[:2]}"
+    return None
+
+
+def _cached_pair(path: Path, scale: int, make_pair) -> tuple[np.ndarray, np.ndarray]:
+    """The ``.npy`` cache of ``path``'s pair, made by ``make_pair`` when missing, and remade
+    (with a one-line note) when a file of it cannot be read or does not hold such a pair;
+    writes are atomic, so only a file damaged by hand or by the disk gets here."""
+    hr_file, lr_file = _npy_paths(path, scale)
+    if hr_file.is_file() and lr_file.is_file():
+        try:
+            pair = np.load(hr_file, mmap_mode="r"), np.load(lr_file, mmap_mode="r")
+            problem = _cache_problem(*pair, scale)
+        except (OSError, ValueError, EOFError) as exc:
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+        if problem is None:
+            return pair
+        print(f"training data: remade the damaged cache of {path} in {hr_file.parent} "
+              f"({problem})", file=sys.stderr)
+    hr, lr = make_pair()
+    _save_npy(hr_file, hr)
+    _save_npy(lr_file, lr)
+    return np.load(hr_file, mmap_mode="r"), np.load(lr_file, mmap_mode="r")
+
+
+def unreadable_limit(images: int) -> int:
+    """How many unreadable training images a run skips (with a note each) before it refuses
+    to start: at most 10, and at most a tenth of the selected images (but always one)."""
+    return min(MAX_UNREADABLE, max(1, images // 10))
 
 
 def source_files(source: ImageFolders, key: str = "data.train") -> list[Path]:
     """The HR images a source selects (``key`` names the config option in errors)."""
-    folder = expand_path(source.hr)
+    folder = expand_path(source.hr, f"{key}.hr")
     if not folder.is_dir():
         raise ConfigError(f"{key}: HR folder not found: {folder}")
     files, _ = list_images(folder)
@@ -68,15 +118,28 @@ class TrainPatches(torch.utils.data.Dataset):
         self.seed = seed
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.names: list[str] = []
-        skipped = []
-        for source in data.train:
-            for path in source_files(source):
-                hr, lr = self._load(path, source, data.cache)
-                if min(lr.shape[:2]) < self.patch:
-                    skipped.append(path.name)
-                    continue
-                self.pairs.append((hr, lr))
-                self.names.append(str(path))
+        selected = [(source, f"data.train[{i}]", path) for i, source in enumerate(data.train)
+                    for path in source_files(source, f"data.train[{i}]")]
+        limit = unreadable_limit(len(selected))
+        if data.cache == "npy":
+            remove_stale_temps(cache_root() / "train")  # of cache writers that were killed
+        skipped, unreadable = [], []
+        for source, key, path in selected:
+            try:
+                hr, lr = self._load(path, source, key, data.cache)
+            except ImageError as exc:
+                unreadable.append(exc)
+                if len(unreadable) > limit:
+                    raise ConfigError(f"data.train: more than {limit} of the {len(selected)} "
+                                      f"images are unreadable, the last: {exc}") from None
+                continue
+            if min(lr.shape[:2]) < self.patch:
+                skipped.append(path.name)
+                continue
+            self.pairs.append((hr, lr))
+            self.names.append(str(path))
+        for exc in unreadable:
+            print(f"training data: skipped an unreadable image: {exc}", file=sys.stderr)
         if skipped:
             print(f"training data: skipped {len(skipped)} image(s) smaller than the "
                   f"{self.patch}x{self.patch} LR patch at x{scale}: {', '.join(skipped[:5])}"
@@ -84,14 +147,14 @@ class TrainPatches(torch.utils.data.Dataset):
         if not self.pairs:
             raise ConfigError("data.train: no image is large enough for the patch size")
 
-    def _load(self, path: Path, source: ImageFolders, cache: str):
+    def _load(self, path: Path, source: ImageFolders, key: str, cache: str):
         s = self.scale
 
         def make_pair() -> tuple[np.ndarray, np.ndarray]:
             hr = mod_crop(read_image(path), s)
             if not source.lr:
                 return hr, degrade(hr, s)
-            lr_path = (expand_path(source.lr.replace("{scale}", str(s)))
+            lr_path = (expand_path(source.lr.replace("{scale}", str(s)), f"{key}.lr")
                        / lr_file_name(path.stem, s, path.suffix))
             lr = read_image(lr_path)
             if (lr.shape[0] * s, lr.shape[1] * s) != hr.shape[:2]:
@@ -100,12 +163,7 @@ class TrainPatches(torch.utils.data.Dataset):
 
         if cache == "memory":
             return make_pair()
-        hr_file, lr_file = _npy_paths(path, s)
-        if not (hr_file.is_file() and lr_file.is_file()):
-            hr, lr = make_pair()
-            _save_npy(hr_file, hr)
-            _save_npy(lr_file, lr)
-        return np.load(hr_file, mmap_mode="r"), np.load(lr_file, mmap_mode="r")
+        return _cached_pair(path, s, make_pair)
 
     def __len__(self) -> int:
         return len(self.pairs) * self.repeat

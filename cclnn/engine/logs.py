@@ -33,13 +33,21 @@ class LogError(CclnnError, ValueError):
 def start_logs(run_dir: Path) -> None:
     """Both logs of a new run, holding their header only."""
     for name, fields in LOG_FIELDS.items():
-        with open(run_dir / name, "w", newline="") as f:
-            csv.writer(f).writerow(fields)
+        path = run_dir / name
+        try:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+                csv.writer(f).writerow(fields)
+        except OSError as exc:
+            raise LogError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
 
 
 def append_row(path: Path, row: list) -> None:
-    with open(path, "a", newline="") as f:
-        csv.writer(f).writerow(row)
+    """One row at the end of a log (a failed append, e.g. on a full disk, names the log)."""
+    try:
+        with open(path, "a", newline="") as f:
+            csv.writer(f).writerow(row)
+    except OSError as exc:
+        raise LogError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
 
 
 def train_row(iteration: int, epoch: int, lr: float, parts: dict, data_s: float,

@@ -1,5 +1,6 @@
 """The processes a training run lives in: torchrun's world, each process's device and the
-process group; SIGINT/SIGTERM as a request to stop; fault injection for tests.
+process group; SIGINT/SIGTERM as a request to stop; the error of a diverged run; fault
+injection for tests.
 
 SIGINT (Ctrl-C) or SIGTERM (``kill``, a batch scheduler's time limit) stops a run cleanly: the
 current step finishes, ``latest.pt`` is written at that iteration and ``TrainingInterrupted``
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -30,6 +32,21 @@ class TrainingError(CclnnError):
 class TrainingInterrupted(TrainingError):
     """SIGINT/SIGTERM stopped the run after a checkpoint; the CLI exits with status 130."""
     exit_code = 130
+
+
+def diverged(what: str, checkpoint: Path, last_good: int | None, lr: float,
+             grad_clip: float | None) -> TrainingError:
+    """The one-line error of a run whose loss or weights became NaN/Inf: the last checkpoint
+    with finite weights (``checkpoint`` at iteration ``last_good``), if any, and what to
+    change."""
+    change = f"lower optim.lr (now {lr:g})" + (
+        f" or optim.grad_clip (now {grad_clip:g})" if grad_clip else " or set optim.grad_clip")
+    if last_good is None:
+        return TrainingError(f"{what}; training stopped before any checkpoint with finite "
+                             f"weights was saved: {change} and start the run again")
+    return TrainingError(f"{what}; training stopped. The last checkpoint with finite weights "
+                         f"is {checkpoint} (iteration {last_good}): {change}, then "
+                         f"`cclnn train --resume {checkpoint.parent} optim.lr=...`")
 
 
 def fault(kind: str, iteration: int) -> None:

@@ -3,19 +3,23 @@
 A config file mirrors :class:`TrainConfig`; ``key=value`` overrides use dotted paths
 (``optim.lr=2e-4``, ``model.options.channels=32``) and YAML syntax for values. Unknown keys and
 wrong types are one-line :class:`~cclnn.config.ConfigError` messages naming the key. Paths in a
-config are relative to the current directory; ``$VARS`` and ``~`` are expanded.
+config are relative to the current directory; ``$VARS`` and ``~`` are expanded, and an unset
+variable is an error naming the key (not a folder named ``$VAR``). YAML anchors and aliases
+are refused: no config needs them, and a few hundred bytes of nested aliases expand to
+gigabytes (an "alias bomb").
 """
 from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 import yaml
 
-from ..config import ConfigError, check_number, config_to_dict, make_config
+from ..config import ConfigError, check_number, config_to_dict, make_config, shown
 from ..data.layout import SCALES, SCALES_TEXT
 from ..models.registry import get_entry, model_config
 
@@ -144,10 +148,10 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed's limit
 def check_name(name: str) -> None:
     """A run's name is one folder inside ``out_dir``: not empty, no separator, no '..'."""
     if not name.strip():
-        raise ConfigError(f"name: must not be empty, got {name!r}")
+        raise ConfigError(f"name: must not be empty, got {shown(name)}")
     if any(c in name for c in "/\\\0") or ".." in name or name == ".":
         raise ConfigError(f"name: must be one folder name inside out_dir (no '/', '\\' "
-                          f"or '..'), got {name!r}")
+                          f"or '..'), got {shown(name)}")
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,31 @@ class TrainConfig:
             raise ConfigError("loss.warmup_epochs: longer than the run")
 
 
+class YamlAliasError(yaml.YAMLError):
+    """A YAML alias (``*name``) where cclnn reads a config; the message is one line."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing aliases before anything is built from them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise YamlAliasError(f"line {event.start_mark.line + 1}: YAML aliases "
+                                 f"(*{shown(event.anchor)[1:-1]}) are not allowed in a cclnn "
+                                 f"config; write the value out")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(text: str):
+    """``text`` parsed like ``yaml.safe_load``, but an alias is a :class:`YamlAliasError`."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node = tree
     parts = dotted.split(".")
@@ -205,7 +234,9 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
             raise ConfigError(f"override '{item}': expected key=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw else ""
+            value = read_yaml(raw) if raw else ""
+        except YamlAliasError as exc:
+            raise ConfigError(f"override '{shown(item)[1:-1]}': {exc}") from None
         except yaml.YAMLError:
             value = raw
         out.append((key.strip(), value))
@@ -220,7 +251,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     """Read a YAML config, apply ``key=value`` overrides, validate."""
     path = Path(path)
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+        tree = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except UnicodeDecodeError as exc:
@@ -251,5 +282,14 @@ def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(plain(config_to_dict(config)), sort_keys=False)
 
 
-def expand_path(path: str) -> Path:
-    return Path(os.path.expandvars(os.path.expanduser(path)))
+_VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def expand_path(path: str, key: str) -> Path:
+    """``path`` with ``~`` and ``$VARS`` expanded; a variable that is not set is a
+    :class:`ConfigError` naming ``key`` (``os.path.expandvars`` would leave ``$VAR`` in it)."""
+    expanded = os.path.expandvars(os.path.expanduser(path))
+    unset = _VARIABLE.search(expanded)
+    if unset:
+        raise ConfigError(f"{key}: environment variable {unset.group(1).strip('{}')} is not set")
+    return Path(expanded)

@@ -7,18 +7,17 @@ one. Adam, learning rate multiplied by ``lr_gamma`` every ``lr_step_epochs`` epo
 A run directory (``out_dir/name``) holds ``config.yaml`` (resolved), ``train_log.csv``,
 ``val_log.csv``, ``latest.pt`` (everything needed to resume: model, optimizer, scheduler,
 EMA, grad scaler, RNG states, position) and ``best.pt`` (weights of the best validation PSNR).
-Checkpoints are written to a temporary file and renamed, so a kill at any moment leaves the
-previous one intact; ``--resume`` continues from ``latest.pt`` and, with ``deterministic:
-true`` on CPU, reproduces the losses of an uninterrupted run exactly (the data order and
-augmentations are a function of the seed and position, see ``engine/data.py``).
+Checkpoints are written atomically and only with finite weights (a NaN/Inf loss stops the
+run, naming the last checkpoint to resume from); ``--resume`` continues from ``latest.pt``
+and, with ``deterministic: true`` on CPU, reproduces the losses of an uninterrupted run
+exactly (the data order and augmentations are a function of the seed and position).
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its slice of every global batch,
 gradients are averaged by DistributedDataParallel, validation images are split over the
 processes and the sums all-reduced, and only rank 0 writes logs and checkpoints.
 
-SIGINT/SIGTERM stop a run cleanly after a checkpoint; ``CCLNN_FAULT`` injects faults for tests
-(both in ``engine/processes.py``). Checkpoints: ``engine/checkpoint.py``; logs:
-``engine/logs.py``.
+Signals and fault injection: ``engine/processes.py``; the run folder's lock: ``rundir.py``;
+checkpoints: ``checkpoint.py``; logs: ``logs.py``.
 """
 from __future__ import annotations
 
@@ -35,22 +34,21 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..atomic import write_text_if_changed
 from ..config import config_to_dict
 from ..inference import describe_device, resolve_device
 from ..models.common import RGB_RANGE, value_range
 from ..models.descriptor import describe
 from ..models.registry import build_model
 from ..weights import load_matching_weights
-from .checkpoint import (BEST, CHECKPOINT_FORMAT, LATEST, CheckpointError, load_training_state,
-                         write_checkpoint)
-from .train_config import TrainConfig, config_from_dict, dump_config, expand_path, load_config
+from .checkpoint import (BEST, CHECKPOINT_FORMAT, LATEST, CheckpointError, finite_weights,
+                         load_training_state, write_checkpoint)
+from .train_config import TrainConfig, config_from_dict, dump_config, expand_path
 from .data import EpochBatches, TrainPatches
 from .ema import ExponentialMovingAverage
-from .logs import (LOG_FIELDS, TRAIN_LOG, VAL_LOG, append_row, start_logs, tensorboard_writer,
-                   train_row, truncate_log, val_row)
-from .processes import (StopRequest, TrainingError, TrainingInterrupted, fault, join_process_group,
-                        launch, process_device)
+from .logs import TRAIN_LOG, VAL_LOG, append_row, tensorboard_writer, train_row, val_row
+from .processes import (StopRequest, TrainingError, TrainingInterrupted, diverged, fault,
+                        join_process_group, launch, process_device)
+from .rundir import RunLock, claim_run_dir, resume_config, rewind_run, start_run
 from .validation import Validation
 
 
@@ -78,14 +76,16 @@ class Trainer:
         self.world, local_rank = launch()
         self.device = process_device(resolve_device(config.device), self.world, local_rank)
         self.rank = join_process_group(self.device) if self.world > 1 else 0
-        self.run_dir = Path(run_dir) if run_dir else expand_path(config.out_dir) / config.name
+        self.run_dir = (Path(run_dir) if run_dir
+                        else expand_path(config.out_dir, "out_dir") / config.name)
         self._seed_everything(config.seed, config.deterministic)
 
         c = config
         self.scale = c.model.scale
         self.model = build_model(c.model.name, c.model.scale, **dict(c.model.options))
         if c.model.init_weights and not resume:
-            kept = load_matching_weights(self.model, expand_path(c.model.init_weights))
+            kept = load_matching_weights(self.model, expand_path(c.model.init_weights,
+                                                                 "model.init_weights"))
             if self.is_main and kept:
                 print(f"init_weights: kept the model's own values for {len(kept)} tensor(s) "
                       f"({', '.join(kept[:4])}{' ...' if len(kept) > 4 else ''})")
@@ -126,17 +126,23 @@ class Trainer:
         self.best_psnr = -math.inf
         self.best_iteration = 0
         self.validation = Validation(c, self.scale)  # checked before training
+        if c.val.every:
+            self.validation.pairs()  # an unreadable image is an error now, not mid-run
         self.times: list[StepTimes] = []
         self._elapsed_before = 0.0  # wall seconds of earlier processes of this run (resume)
         self._started = time.perf_counter()
         self.devices = [describe_device(self.device)]  # every device the run trained on, in order
-        self.tensorboard = None
-        if resume:
-            self._load_latest()
-        elif self.is_main:
-            self._prepare_run_dir()
-        if self.is_main:
-            self.tensorboard = tensorboard_writer(self.run_dir)
+        self.last_good: int | None = None  # iteration of the latest.pt known to be finite
+        self._lock: RunLock | None = claim_run_dir(self.run_dir, resume) if self.is_main else None
+        try:
+            if resume:
+                self._load_latest()
+            elif self.is_main:
+                start_run(self.run_dir, dump_config(self.config))
+            self.tensorboard = tensorboard_writer(self.run_dir) if self.is_main else None
+        except BaseException:
+            self.close()
+            raise
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -153,13 +159,11 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-    def _prepare_run_dir(self) -> None:
-        if (self.run_dir / LATEST).exists():
-            raise TrainingError(f"{self.run_dir} already holds a run; continue it with "
-                                f"`cclnn train --resume {self.run_dir}` or choose another name=")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump_config(self.config))
-        start_logs(self.run_dir)
+    def close(self) -> None:
+        """Release the run folder (done by :meth:`train` when it ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -203,11 +207,20 @@ class Trainer:
                          weight_decay=c.weight_decay)
 
     def save_checkpoint(self) -> None:
+        """``latest.pt`` at this iteration; weights that are not finite are never saved (the
+        run stops, naming the last checkpoint that is)."""
+        if not finite_weights(self.model, self.ema.model if self.ema else None):
+            raise self._diverged(f"non-finite weights at iteration {self.iteration}")
         if self.is_main:
             write_checkpoint(self._state(), self.run_dir / LATEST,
                              lambda: fault("checkpoint", self.iteration))
+        self.last_good = self.iteration
         if self.world > 1:
             dist.barrier()
+
+    def _diverged(self, what: str) -> TrainingError:
+        c = self.config.optim
+        return diverged(what, self.run_dir / LATEST, self.last_good, c.lr, c.grad_clip)
 
     def _load_latest(self) -> None:
         path = self.run_dir / LATEST
@@ -220,10 +233,13 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         if self.ema and state["ema"] is not None:
             self.ema.model.load_state_dict(state["ema"])
+        if not finite_weights(self.model, self.ema.model if self.ema else None):
+            raise TrainingError(f"{path}: holds non-finite weights (a run that diverged); "
+                                f"start a new run with a lower optim.lr")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.iteration = state["iteration"]
+        self.iteration = self.last_good = state["iteration"]
         self._apply_optim_config()
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -233,11 +249,8 @@ class Trainer:
         self._elapsed_before = state.get("elapsed_seconds", 0.0)
         earlier = list(state.get("devices", []))  # absent in checkpoints made before it was kept
         self.devices = earlier + [d for d in self.devices if earlier[-1:] != [d]]
-        if self.is_main:  # drop log rows written after this checkpoint
-            for name in LOG_FIELDS:
-                truncate_log(self.run_dir / name, self.iteration)
-            # keep overrides given with --resume (e.g. epochs=20) for the next resume
-            write_text_if_changed(self.run_dir / "config.yaml", dump_config(self.config))
+        if self.is_main:
+            rewind_run(self.run_dir, self.iteration, dump_config(self.config))
 
     # ----------------------------------------------------------------- training
     def _log(self, name: str, row: list) -> None:
@@ -263,10 +276,7 @@ class Trainer:
         if self.world > 1:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if finite.item() < 1:
-            raise TrainingError(
-                f"non-finite loss at iteration {self.iteration + 1}; training stopped. The last "
-                f"good checkpoint is {self.run_dir / 'latest.pt'} (lower optim.lr or set "
-                f"optim.grad_clip, then resume)")
+            raise self._diverged(f"non-finite loss at iteration {self.iteration + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if c.optim.grad_clip:
@@ -303,8 +313,11 @@ class Trainer:
     def train(self) -> dict:
         """Run to the end of the schedule; returns the last validation result (or {}).
         Raises ``TrainingInterrupted`` after saving a checkpoint on SIGINT/SIGTERM."""
-        with StopRequest() as stop:
-            return self._train(stop)
+        try:
+            with StopRequest() as stop:
+                return self._train(stop)
+        finally:
+            self.close()
 
     def _stop_agreed(self, stop: StopRequest) -> bool:
         if self.world == 1:
@@ -373,7 +386,7 @@ class Trainer:
         if self.tensorboard:
             self.tensorboard.add_scalar(f"val/{name}_psnr", mean_psnr, self.iteration)
             self.tensorboard.add_scalar(f"val/{name}_ssim", mean_ssim, self.iteration)
-        if mean_psnr > self.best_psnr:
+        if mean_psnr > self.best_psnr and finite_weights(model):  # never a diverged best.pt
             self.best_psnr, self.best_iteration = mean_psnr, self.iteration
             if self.is_main:
                 write_checkpoint({"model": model.state_dict(), "iteration": self.iteration,
@@ -382,14 +395,6 @@ class Trainer:
                                  self.run_dir / BEST)
         return {"dataset": name, "psnr": mean_psnr, "ssim": mean_ssim,
                 "iteration": self.iteration}
-
-
-def resume_config(run_dir: Path, overrides: list[str] | None = None) -> TrainConfig:
-    """The config stored in ``run_dir`` with ``key=value`` overrides (e.g. a longer run)."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise TrainingError(f"{run_dir}: not a run directory (no config.yaml)")
-    return load_config(path, overrides)
 
 
 __all__ = ["Trainer", "TrainingError", "config_from_dict", "resume_config"]

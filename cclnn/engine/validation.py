@@ -35,7 +35,8 @@ def validation_source(config: TrainConfig, scale: int) -> tuple[str, list]:
             raise ConfigError(f"val.held_out: {len(shared)} image(s) also in data.train "
                               f"(e.g. {shared[0]}); leave them out with first/last")
         first = (v.held_out.first or 1)
-        name = f"{expand_path(v.held_out.hr).name}[{first}-{first + len(files) - 1}]"
+        folder = expand_path(v.held_out.hr, "val.held_out.hr")
+        name = f"{folder.name}[{first}-{first + len(files) - 1}]"
         loaders = [lambda p=p: held_out_pair(p, s) for p in files]
     return name, loaders[:v.max_images or len(loaders)]
 
