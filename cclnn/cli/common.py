@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..data.layout import SCALES, SCALES_TEXT
 from ..errors import CclnnError
-from ..factory import SHIPPED, NoShippedWeights, create_model
-from ..weights import WeightsError
+from ..factory import (SHIPPED, NoShippedWeights, UnnamedNetwork, WrongNetwork, create_model,
+                       weights_path)
+from ..weights import WeightsError, read_origin
 
+DEFAULT_MODEL = "cclnn-t"  # the network of `cclnn upscale` without --model or --weights
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -74,19 +77,41 @@ def add_weights(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--weights", help=help_text)
 
 
-def model_from_options(name: str, scale: int, weights: str | None,
+def model_from_options(name: str | None, scale: int, weights: str | None,
                        device: str | torch.device = "cpu", n_scales: int = 1) -> nn.Module:
-    """The network of ``--model NAME [--weights FILE]`` at ``scale``, from
-    :func:`cclnn.create_model`: without ``--weights`` the shipped weights; with ``n_scales``
-    scales the file name must hold ``{scale}``. The errors name the option."""
+    """The network of ``--model NAME`` / ``--weights FILE`` at ``scale``, from
+    :func:`cclnn.create_model`: without ``--weights`` the shipped weights (of cclnn-t without
+    ``--model``); a file that records its network is built as recorded, so ``--model`` may
+    be omitted; with ``n_scales`` scales the file name must hold ``{scale}``. The errors name
+    the option."""
     if weights and n_scales > 1 and "{scale}" not in weights:
         raise WeightsError("--weights: several scales need one file each; put '{scale}' in "
                            "the path (e.g. model_x{scale}.pt)")
+    if not weights:
+        name = name or DEFAULT_MODEL
     try:
         return create_model(name, scale, weights or SHIPPED, device=device)
     except NoShippedWeights:
         raise WeightsError(f"--weights: required for model '{name}' at x{scale} "
                            f"(no weights ship with cclnn for it)") from None
+    except UnnamedNetwork as exc:
+        raise WeightsError(f"--model: required: {exc}") from None
+    except WrongNetwork as exc:
+        if exc.field == "model":
+            raise WeightsError(f"--model {name}: {exc.path} holds weights for {exc.recorded} "
+                               "(omit --model to use the file's own)") from None
+        raise WeightsError(f"--scale {scale}: {exc.path} holds weights for "
+                           f"{exc.recorded}") from None
+
+
+def model_label(name: str | None, weights: str | None, scale: int) -> str:
+    """The network's name for tables and titles: ``--model``, else what the file records."""
+    if name:
+        return name
+    if not weights:
+        return DEFAULT_MODEL
+    origin = read_origin(weights_path(None, scale, weights))
+    return origin.name if origin else Path(weights).stem
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
