@@ -4,11 +4,14 @@ line on stderr and an exit status."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..data.layout import SCALES, SCALES_TEXT
 from ..errors import CclnnError
@@ -25,11 +28,28 @@ class CLIError(CclnnError):
     """A bad command-line option or argument."""
 
 
+def printable_line(text: object) -> str:
+    """``text`` as one line a terminal shows as written: line breaks collapsed to a space,
+    every other control or format character (ANSI escapes from a file name, say) escaped."""
+    joined = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in joined)
+
+
+# argparse's own words, which name Python types and functions, in the user's words
+USAGE_WORDS = ((re.compile(r"^argument ([^:]+): "), r"\1: "),
+               (re.compile(r"invalid int value: "), "expected a whole number, got "),
+               (re.compile(r"invalid float value: "), "expected a number, got "),
+               (re.compile(r"invalid \w+ value: "), "invalid value "))
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (with a pointer to --help), exit status 2."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        for pattern, words in USAGE_WORDS:
+            message = pattern.sub(words, message)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {printable_line(message)} "
+                              f"(see {self.prog} --help)\n")
 
 
 def count_at_least(minimum: int):
@@ -51,13 +71,21 @@ POSITIVE, NON_NEGATIVE = count_at_least(1), count_at_least(0)
 
 def scale_factor(value: str) -> int:
     """argparse type: a scale the networks are built for."""
-    number = int(value)
+    number = int(value) if value.strip().isdigit() else None
     if number not in SCALES:
-        raise argparse.ArgumentTypeError(f"scale must be {SCALES_TEXT}")
+        raise argparse.ArgumentTypeError(f"must be {SCALES_TEXT}, got {value}")
     return number
 
 
-scale_factor.__name__ = "_scale_list"  # the type name usage errors have always shown
+def positive_number(value: str) -> float:
+    """argparse type: a finite number above zero (seconds, say)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return number
 
 
 def tile_size(value: str):
@@ -132,14 +160,23 @@ def add_self_ensemble(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; a user-facing error or an interrupt becomes one line on stderr
-    and the exit status (the error's ``exit_code``, else 2), never a traceback."""
-    try:
-        return args.func(args)
-    except (CclnnError, OSError) as exc:
-        code = getattr(exc, "exit_code", EXIT_USAGE)
-        kind = "error: " if code == EXIT_USAGE else ""
-        print(f"cclnn {args.command}: {kind}{exc}", file=sys.stderr)
-        return code
-    except KeyboardInterrupt:
-        print(f"cclnn {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    and the exit status (the error's ``exit_code``, else 2), never a traceback. Python
+    warnings (PIL's, torch's) are one line each too, written around any progress bar."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.command)
+        try:
+            return args.func(args)
+        except (CclnnError, OSError) as exc:
+            code = getattr(exc, "exit_code", EXIT_USAGE)
+            kind = "error: " if code == EXIT_USAGE else ""
+            print(f"cclnn {args.command}: {kind}{printable_line(exc)}", file=sys.stderr)
+            return code
+        except KeyboardInterrupt:
+            print(f"cclnn {args.command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+def _warning_printer(command: str):
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        tqdm.write(f"cclnn {command}: warning: {printable_line(message)}", file=sys.stderr)
+    return show
