@@ -155,8 +155,9 @@ def _check_values(state: Mapping[str, torch.Tensor], path: Path) -> None:
     """Integer or non-finite tensors would load and give a black or grey image; refuse them."""
     for key, value in state.items():
         if value.dtype not in FLOAT_TYPES:
-            raise WeightsError(f"{path}: tensor '{key}' is {str(value.dtype).removeprefix('torch.')}"
-                               ", not floating point; not network weights")
+            dtype = str(value.dtype).removeprefix("torch.")
+            raise WeightsError(f"{path}: tensor '{key}' is {dtype}, not floating point; not "
+                               "network weights")
         if not bool(torch.isfinite(value).all()):
             raise WeightsError(f"{path}: tensor '{key}' holds NaN or infinite values")
 

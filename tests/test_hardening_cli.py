@@ -96,3 +96,33 @@ def test_python_warnings_are_one_line(capsys):
     err = capsys.readouterr().err
     assert err == "cclnn noisy: warning: first line second line\n"
     assert warnings.showwarning.__module__ == "warnings"  # restored afterwards
+
+
+@pytest.mark.parametrize("content", [[], ["notes.txt"]])
+def test_make_lr_without_images_is_an_error(tmp_path, capsys, content):
+    hr = tmp_path / "HR"
+    hr.mkdir()
+    for name in content:
+        (hr / name).write_text("x")
+    assert main(["data", "make-lr", str(hr)]) == 2
+    assert _one_error_line(capsys).startswith(f"cclnn data make-lr: error: {hr}: no images in")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["HR"]
+
+
+def test_make_lr_keeps_existing_outputs_unless_overwrite(tmp_path, capsys):
+    hr = tmp_path / "HR"
+    hr.mkdir()
+    Image.fromarray(np.full((12, 12, 3), 200, np.uint8)).save(hr / "a.png")
+    Image.fromarray(np.full((12, 12, 3), 100, np.uint8)).save(hr / "b.png")
+    mine = tmp_path / "LR_bicubic" / "X2" / "ax2.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own file")
+    assert main(["data", "make-lr", str(hr), "--scales", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out == (f"wrote 1 LR image(s) under {tmp_path / 'LR_bicubic'}; kept 1 existing "
+                   "(--overwrite replaces them)\n")
+    assert mine.read_bytes() == b"my own file"
+    assert Image.open(tmp_path / "LR_bicubic" / "X2" / "bx2.png").size == (6, 6)
+    assert main(["data", "make-lr", str(hr), "--scales", "2", "--overwrite"]) == 0
+    assert capsys.readouterr().out == f"wrote 2 LR image(s) under {tmp_path / 'LR_bicubic'}\n"
+    assert Image.open(mine).size == (6, 6)

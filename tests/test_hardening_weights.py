@@ -17,6 +17,7 @@ from cclnn.cli import main
 from cclnn.weights import METADATA_KEY, WeightsError, read_state_dict
 
 NARROW = dict(channels=8, n_resblocks=1)  # not edsr-baseline's 64 x 16
+SMALL_SRCNN = dict(kernels=(3, 1, 3), channels=4, mid_channels=2)
 
 
 def _one_error_line(capsys) -> str:
@@ -36,7 +37,8 @@ def _exported(tmp_path):
     torch.save({"model": model.state_dict(), "iteration": 7, "config": {
         "name": "tiny", "model": {"name": "edsr-baseline", "scale": 2, "options": NARROW}}},
         tmp_path / "best.pt")
-    assert main(["export", str(tmp_path / "best.pt"), "-o", str(tmp_path / "mine.safetensors")]) == 0
+    out = tmp_path / "mine.safetensors"
+    assert main(["export", str(tmp_path / "best.pt"), "-o", str(out)]) == 0
     return tmp_path / "mine.safetensors"
 
 
@@ -106,7 +108,7 @@ def test_upscale_default_is_still_the_shipped_cclnn_t(tmp_path, capsys):
 
 
 def _with(tmp_path, name, key_value):
-    state = cclnn.build_model("srcnn", 2, kernels=(3, 1, 3), channels=4, mid_channels=2).state_dict()
+    state = cclnn.build_model("srcnn", 2, **SMALL_SRCNN).state_dict()
     key = sorted(state)[1]
     state[key] = key_value(state[key])
     save_file(state, str(tmp_path / name))
@@ -129,9 +131,9 @@ def test_unusable_tensors_are_refused_naming_file_and_key(tmp_path, capsys, name
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_is_accepted_and_cast(tmp_path, dtype):
-    model = cclnn.build_model("srcnn", 2, kernels=(3, 1, 3), channels=4, mid_channels=2)
+    model = cclnn.build_model("srcnn", 2, **SMALL_SRCNN)
     save_file({k: v.to(dtype) for k, v in model.state_dict().items()}, str(tmp_path / "h.st"))
-    loaded = cclnn.create_model("srcnn", 2, tmp_path / "h.st", kernels=(3, 1, 3), channels=4, mid_channels=2)
+    loaded = cclnn.create_model("srcnn", 2, tmp_path / "h.st", **SMALL_SRCNN)
     assert all(v.dtype == torch.float32 for v in loaded.state_dict().values())
 
 
@@ -156,7 +158,7 @@ def test_absurd_safetensors_header_is_one_line(tmp_path):
 
 
 def test_format_is_told_by_content_not_by_name(tmp_path):
-    model = cclnn.build_model("srcnn", 2, kernels=(3, 1, 3), channels=4, mid_channels=2)
+    model = cclnn.build_model("srcnn", 2, **SMALL_SRCNN)
     cclnn.save_weights(model, tmp_path / "st.pt")  # safetensors under a .pt name
     torch.save(model.state_dict(), tmp_path / "pt.safetensors")  # and the other way round
     for name in ("st.pt", "pt.safetensors"):

@@ -162,17 +162,19 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; a user-facing error or an interrupt becomes one line on stderr
     and the exit status (the error's ``exit_code``, else 2), never a traceback. Python
     warnings (PIL's, torch's) are one line each too, written around any progress bar."""
+    sub_command = getattr(args, f"{args.command}_command", None)  # `cclnn data make-lr`
+    command = f"{args.command} {sub_command}" if sub_command else args.command
     with warnings.catch_warnings():
-        warnings.showwarning = _warning_printer(args.command)
+        warnings.showwarning = _warning_printer(command)
         try:
             return args.func(args)
         except (CclnnError, OSError) as exc:
             code = getattr(exc, "exit_code", EXIT_USAGE)
             kind = "error: " if code == EXIT_USAGE else ""
-            print(f"cclnn {args.command}: {kind}{printable_line(exc)}", file=sys.stderr)
+            print(f"cclnn {command}: {kind}{printable_line(exc)}", file=sys.stderr)
             return code
         except KeyboardInterrupt:
-            print(f"cclnn {args.command}: interrupted", file=sys.stderr)
+            print(f"cclnn {command}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
 
 

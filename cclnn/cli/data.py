@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from ..data import fetch as fetching
-from ..data.benchmark import make_lr_files
-from ..data.layout import DATA_ENV, LR_FOLDER, SCALES
+from ..data.benchmark import DatasetError, list_images, make_lr_files
+from ..data.images import IMAGE_SUFFIXES
+from ..data.layout import DATA_ENV, LR_FOLDER, SCALES, lr_dir, lr_file_name
 from .common import NON_NEGATIVE, positive_number, scale_factor
 
 
@@ -58,8 +59,20 @@ def add_fetch_parser(data_sub) -> None:
 
 
 def run_make_lr(args: argparse.Namespace) -> int:
-    written = make_lr_files(args.hr_dir, args.scales, overwrite=args.overwrite)
-    print(f"wrote {written} LR image(s) under {Path(args.hr_dir).parent / LR_FOLDER}")
+    """Existing outputs are kept and counted unless ``--overwrite`` (as ``cclnn upscale``); a
+    folder without images is an error, not a run that silently writes nothing."""
+    hr_dir = Path(args.hr_dir)
+    images, _ = list_images(hr_dir)
+    if not images:
+        raise DatasetError(f"{hr_dir}: no images in the folder (expected "
+                           f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    scales = list(dict.fromkeys(args.scales))
+    existing = 0 if args.overwrite else sum(
+        (lr_dir(hr_dir.parent, s) / lr_file_name(p.stem, s)).exists()
+        for s in scales for p in images)
+    written = make_lr_files(hr_dir, scales, overwrite=args.overwrite)
+    kept = f"; kept {existing} existing (--overwrite replaces them)" if existing else ""
+    print(f"wrote {written} LR image(s) under {hr_dir.parent / LR_FOLDER}{kept}")
     return 0
 
 
