@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 import cclnn
 from cclnn.cli import main
 from cclnn.weights import METADATA_KEY, WeightsError, read_state_dict
+from conftest import ROOT, shared_path
 
 NARROW = dict(channels=8, n_resblocks=1)  # not edsr-baseline's 64 x 16
 SMALL_SRCNN = dict(kernels=(3, 1, 3), channels=4, mid_channels=2)
@@ -168,3 +169,27 @@ def test_format_is_told_by_content_not_by_name(tmp_path):
         (tmp_path / "x.pt").write_bytes(content)
         with pytest.raises(WeightsError, match=f"x.pt: not a weights file \\({what};"):
             read_state_dict(tmp_path / "x.pt")
+
+
+@pytest.mark.slow
+def test_a_tiny_training_run_is_usable_from_the_cli(tmp_path, capsys, monkeypatch):
+    """The whole path: `cclnn train` a narrow EDSR, `cclnn export` it, upscale and test with
+    the file alone (no --model), getting the run's own validation PSNR."""
+    shared_path("data", "train", "T91")  # skips where the shared data is missing
+    monkeypatch.chdir(ROOT)  # the config names ../shared/data/train/T91
+    config = ROOT / "configs" / "cpu" / "edsr-baseline-tiny_x2.yaml"
+    assert main(["train", str(config), f"out_dir={tmp_path}", "device=cpu", "epochs=1",
+                 "--no-progress"]) == 0
+    run = tmp_path / "edsr-baseline-tiny_x2"
+    weights = tmp_path / "mine.safetensors"
+    assert main(["export", str(run / "best.pt"), "-o", str(weights)]) == 0
+    source = _image(tmp_path / "a.png")
+    assert main(["upscale", "--weights", str(weights), str(source), "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "a_x2.png").size == (24, 24)
+    capsys.readouterr()
+    assert main(["test", "--weights", str(weights), "--scale", "2", "--datasets", "Set5",
+                 "--device", "cpu", "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert result["psnr"] == pytest.approx(best["psnr"], abs=1e-3)
+    assert cclnn.create_model(None, 2, weights).info.config.channels == 16
