@@ -14,8 +14,11 @@ import torch
 from torch import nn
 
 from .inference import resolve_device
-from .models.registry import build_model
-from .weights import WeightsError, list_shipped_weights, load_weights, shipped_weights
+from .config import ConfigError
+from .data.layout import SCALES
+from .models.registry import build_model, model_config
+from .weights import (WeightsError, list_shipped_weights, load_state, read_weights,
+                      shipped_weights)
 
 SHIPPED = "shipped"  # ``weights=SHIPPED``: the weights that ship inside the package
 
@@ -33,10 +36,12 @@ class NoShippedWeights(WeightsError):
                          f"(shipped: {shipped or 'none'})")
 
 
-def weights_path(name: str, scale: int, weights: Union[str, os.PathLike]) -> Path:
+def weights_path(name: str | None, scale: int, weights: Union[str, os.PathLike]) -> Path:
     """The file ``weights`` means for ``name`` at ``scale``: the shipped one for the string
     ``"shipped"``, else the path with ``{scale}`` replaced."""
     if isinstance(weights, str) and weights == SHIPPED:
+        if name is None:
+            raise WeightsError("the shipped weights need a network name")
         path = shipped_weights(name, scale)
         if path is None:
             raise NoShippedWeights(name, scale)
@@ -44,7 +49,19 @@ def weights_path(name: str, scale: int, weights: Union[str, os.PathLike]) -> Pat
     return Path(os.fspath(weights).replace("{scale}", str(scale)))
 
 
-def create_model(name: str, scale: int, weights: Weights = None,
+class WrongNetwork(WeightsError):
+    """The weights file records another network or scale than the one asked for."""
+
+    def __init__(self, path: Path, field: str, recorded: str, asked: str):
+        self.path, self.field, self.recorded, self.asked = path, field, recorded, asked
+        super().__init__(f"{path}: the weights are for {recorded}, not {asked}")
+
+
+class UnnamedNetwork(WeightsError):
+    """No network name was given and the weights file does not record one."""
+
+
+def create_model(name: str | None, scale: int, weights: Weights = None,
                  device: Union[str, torch.device] = "cpu", **options) -> nn.Module:
     """Network ``name`` for upscaling factor ``scale``, ready to run: in eval mode on ``device``.
 
@@ -52,16 +69,37 @@ def create_model(name: str, scale: int, weights: Weights = None,
     ``"shipped"`` for the weights that ship with cclnn (a :class:`NoShippedWeights` error
     naming those that do if there are none), or a file (``{scale}`` in its name is replaced)
     read by the safe loader :func:`cclnn.load_weights` (strict: every key must fit).
+    A file that records its network (saved by cclnn) is built as recorded: its options are
+    the base that ``options`` override, ``name`` may be ``None``, and a ``name`` or ``scale``
+    it contradicts is a :class:`WrongNetwork` error.
     ``device``: a ``torch.device`` or a name (``"auto"`` picks CUDA when available); the
     weights are loaded on the CPU first. ``options`` override fields of the network's config,
     as for :func:`cclnn.build_model`. The network's facts: :func:`cclnn.models.describe`.
     """
-    model = build_model(name, scale, **options)
-    if weights is not None:
-        load_weights(model, weights_path(name, scale, weights))
+    if weights is None:
+        if name is None:
+            raise WeightsError("create_model: a network name or a weights file is needed")
+        model = build_model(name, scale, **options)
+    else:
+        if scale not in SCALES:  # the request is checked before any file is read
+            raise ConfigError(f"scale must be one of {SCALES}, got {scale!r}")
+        if name is not None:
+            model_config(name, **options)
+        path = weights_path(name, scale, weights)
+        state, origin = read_weights(path)
+        if origin is not None:
+            if name is not None and name != origin.name:
+                raise WrongNetwork(path, "model", f"model '{origin.name}'", f"'{name}'")
+            if scale != origin.scale:
+                raise WrongNetwork(path, "scale", f"x{origin.scale}", f"x{scale}")
+            name, options = origin.name, {**origin.options, **options}
+        elif name is None:
+            raise UnnamedNetwork(f"{path}: the file does not record which network it holds")
+        model = load_state(build_model(name, scale, **options), state, path)
     if isinstance(device, str):
         device = resolve_device(device)
     return model.to(device).eval()
 
 
-__all__ = ["SHIPPED", "NoShippedWeights", "create_model", "weights_path"]
+__all__ = ["SHIPPED", "NoShippedWeights", "UnnamedNetwork", "WrongNetwork", "create_model",
+           "weights_path"]

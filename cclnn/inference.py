@@ -125,12 +125,22 @@ def describe_device(device: torch.device) -> str:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when available; 'cuda' without a GPU is an error."""
+    """'auto' picks CUDA when available; any other device must exist on this machine (torch
+    names many device types that this build cannot run on, e.g. mps without Apple's GPU)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CclnnError("--device cuda: no CUDA device is available")
     try:
-        return torch.device(name)
-    except RuntimeError:
-        raise CclnnError(f"--device: unknown device '{name}'") from None
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CclnnError(f"--device {name}: unknown device (use auto, cpu or cuda[:N])") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CclnnError(f"--device {name}: no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CclnnError(f"--device {name}: there are {torch.cuda.device_count()} CUDA "
+                             "device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CclnnError(f"--device {name}: MPS is not available in this build of torch")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise CclnnError(f"--device {name}: not a device cclnn runs on (use auto, cpu or cuda)")
+    return device

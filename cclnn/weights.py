@@ -1,7 +1,10 @@
 """Loading and saving network weights, safely.
 
-Never unpickles arbitrary objects: ``.safetensors`` files are read with safetensors, anything
-else with ``torch.load(weights_only=True)``, which refuses pickles that would run code.
+Never unpickles arbitrary objects: a file is told by its first bytes (never its name);
+safetensors files are read with safetensors, PyTorch files with
+``torch.load(weights_only=True)``, which refuses pickles that would run code, after their zip
+directory shows they do not inflate far beyond their size. Every tensor must be finite
+floating point (integer or NaN weights would run and give a black image).
 Accepted layouts: a plain state dict (EDSR-PyTorch and the official codes of these networks),
 our own checkpoints (``{"model": state_dict, ...}``), and BasicSR/KAIR-style wrappers
 (``params``, ``params_ema``, ``state_dict``); a ``module.`` prefix (DataParallel/DDP) is
@@ -9,16 +12,20 @@ stripped. Official key names are mapped to ours with each network's rename table
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from .atomic import write_bytes_atomic
+from .config import config_to_dict
 from .errors import CclnnError
 from .models.descriptor import describe, update_value_range
 from .models.registry import get_entry
@@ -48,27 +55,142 @@ def list_shipped_weights() -> dict[str, list[int]]:
 
 
 WRAPPER_KEYS = ("model", "params_ema", "params", "state_dict", "model_state_dict")
+METADATA_KEY = "cclnn"  # the safetensors metadata entry holding the network's JSON record
+FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# torch writes its zip members uncompressed, so a file whose members expand far beyond its own
+# size is not a torch file but a decompression bomb (refused before torch.load inflates it)
+MAX_EXPANSION, EXPANSION_SLACK = 8, 1 << 20
+MAX_HEADER = 100 << 20  # safetensors' own limit on its JSON header
+
+
+@dataclass(frozen=True)
+class WeightsOrigin:
+    """The network a weights file was saved from, as the file records it."""
+    name: str
+    scale: int
+    options: dict[str, Any]
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], WeightsOrigin | None]:
+    """The tensors of ``path`` (format from its first bytes, never its name) and the network
+    it records (``None`` for files without a cclnn record: official files, older cclnn files).
+    Every tensor is checked to be finite floating point before anything runs on it."""
+    path = Path(path)
+    kind = _file_format(path)
+    if kind == "safetensors":
+        from safetensors.torch import load_file
+        origin = _origin_from_header(path)
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # corrupt header etc.
+            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    else:
+        if kind == "zip":
+            _check_zip(path)
+        data = _torch_load(path)
+        state, origin = unwrap_state_dict(data, path), _origin_from_checkpoint(data, path)
+    _check_values(state, path)
+    return state, origin
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    return read_weights(path)[0]
+
+
+def read_origin(path: str | os.PathLike) -> WeightsOrigin | None:
+    """The network ``path`` records (a safetensors file: from its header alone)."""
     path = Path(path)
+    if _file_format(path) == "safetensors":
+        return _origin_from_header(path)
+    return read_weights(path)[1]
+
+
+def _file_format(path: Path) -> str:
+    """"safetensors", "zip" (torch.save) or "pickle" (legacy torch.save), by magic bytes."""
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path))
-        except Exception as exc:  # corrupt header etc.
-            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        head = file.read(9)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(b"\x80"):
+        return "pickle"
+    if len(head) == 9 and head[8:] == b"{":
+        length = int.from_bytes(head[:8], "little")
+        if length > size - 8 or length > MAX_HEADER:
+            raise WeightsError(f"{path}: safetensors header claims {length} bytes in a file of "
+                               f"{size} bytes; the file is damaged or not weights")
+        return "safetensors"
+    what = "an empty file" if not head else f"starts with {head[:8]!r}"
+    raise WeightsError(f"{path}: not a weights file ({what}; expected safetensors or a "
+                       "PyTorch .pt/.pth file)")
+
+
+def _check_zip(path: Path) -> None:
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc})") from None
+    size = path.stat().st_size
+    if expanded > MAX_EXPANSION * size + EXPANSION_SLACK:
+        raise WeightsError(f"{path}: refused: its zip members expand to {expanded} bytes from "
+                           f"{size} on disk (over {MAX_EXPANSION}x); not a PyTorch weights file")
+
+
+def _torch_load(path: Path):
+    try:  # from an open file: torch.load would pick its reader by the name's suffix
+        with open(path, "rb") as file:
+            return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: refused to load: the file holds Python objects other "
                            f"than tensors, which could run code ({first})") from None
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc})") from None
-    return unwrap_state_dict(data, path)
+
+
+def _check_values(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Integer or non-finite tensors would load and give a black or grey image; refuse them."""
+    for key, value in state.items():
+        if value.dtype not in FLOAT_TYPES:
+            dtype = str(value.dtype).removeprefix("torch.")
+            raise WeightsError(f"{path}: tensor '{key}' is {dtype}, not floating point; not "
+                               "network weights")
+        if not bool(torch.isfinite(value).all()):
+            raise WeightsError(f"{path}: tensor '{key}' holds NaN or infinite values")
+
+
+def _origin_from_header(path: Path) -> WeightsOrigin | None:
+    with open(path, "rb") as file:
+        length = int.from_bytes(file.read(8), "little")
+        raw = file.read(length)
+    try:
+        header = json.loads(raw)
+        metadata = header.get("__metadata__") or {}
+        record = metadata.get(METADATA_KEY)
+        if record is None:
+            return None
+        record = json.loads(record)
+    except (ValueError, AttributeError) as exc:
+        raise WeightsError(f"{path}: unreadable safetensors header ({exc})") from None
+    return _origin(record, "model", path)
+
+
+def _origin_from_checkpoint(data: Any, path: Path) -> WeightsOrigin | None:
+    """A ``cclnn train`` checkpoint records its network in ``config.model``."""
+    config = data.get("config") if isinstance(data, Mapping) else None
+    section = config.get("model") if isinstance(config, Mapping) else None
+    return _origin(section, "name", path) if isinstance(section, Mapping) else None
+
+
+def _origin(record: Any, name_key: str, path: Path) -> WeightsOrigin:
+    name = record.get(name_key) if isinstance(record, Mapping) else None
+    scale, options = (record.get("scale"), record.get("options") or {}) if name else (None, None)
+    if not isinstance(name, str) or not isinstance(scale, int) or not isinstance(options, Mapping):
+        raise WeightsError(f"{path}: its cclnn record of the network is damaged ({record!r:.80})")
+    return WeightsOrigin(name, scale, dict(options))
 
 
 def unwrap_state_dict(data, path: str | os.PathLike = "<memory>") -> dict[str, torch.Tensor]:
@@ -107,7 +229,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     buffer of the model provided; otherwise a :class:`WeightsError` lists the offenders.
     The model's :class:`~cclnn.models.ModelInfo` follows the value range the file holds.
     """
-    state = read_state_dict(path)
+    return load_state(model, read_state_dict(path), path, strict)
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike,
+               strict: bool = True) -> nn.Module:
+    """:func:`load_weights` of tensors already read from ``path`` (named in the errors)."""
     own = model.state_dict()
     info = describe(model)
     renames = get_entry(info.name).key_renames if info else ()
@@ -157,10 +284,17 @@ def _short(items: list[str], limit: int = 8) -> str:
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> None:
     """Write the model's state dict as safetensors, atomically (temp file + rename).
 
+    A network cclnn built records its name, scale and every config option (from its
+    descriptor) as JSON under the metadata key ``"cclnn"``, with ``metadata`` beside them, so
+    that the file alone rebuilds the network it was trained as (:func:`cclnn.create_model`).
     The bytes are written with ``open`` (safetensors' own ``save_file`` creates files
     readable by their owner only, whatever the umask)."""
     from safetensors.torch import save
     path = Path(path)
+    record = dict(metadata or {})
+    info = describe(model)
+    if info is not None:
+        record.update(model=info.name, scale=info.scale, options=config_to_dict(info.config))
+    header = {METADATA_KEY: json.dumps(record, default=str)} if record else None
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    write_bytes_atomic(path, save(state, metadata={k: str(v) for k, v in (metadata or {}).items()}))
-
+    write_bytes_atomic(path, save(state, metadata=header))

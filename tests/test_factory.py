@@ -2,7 +2,7 @@
 The descriptor it returns is tested in test_descriptor.py."""
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import cclnn
 from cclnn.cli.common import model_from_options
@@ -30,10 +30,15 @@ def test_no_weights_is_build_model_in_eval_mode():
 
 
 def test_value_range_follows_the_loaded_weights(tmp_path):
-    cclnn.save_weights(cclnn.build_model("edsr-baseline", 2, rgb_range=1, **SMALL_EDSR),
-                       tmp_path / "w.safetensors")
-    model = cclnn.create_model("edsr-baseline", 2, tmp_path / "w.safetensors", **SMALL_EDSR)
-    assert model.info.value_range == 1.0 and model.info.config.rgb_range == 255.0
+    """A file without cclnn's record (an official one) sets the range through its mean shifts;
+    a file cclnn saved also rebuilds the config it was trained with."""
+    model = cclnn.build_model("edsr-baseline", 2, rgb_range=1, **SMALL_EDSR)
+    save_file(model.state_dict(), str(tmp_path / "official.safetensors"))
+    made = cclnn.create_model("edsr-baseline", 2, tmp_path / "official.safetensors", **SMALL_EDSR)
+    assert made.info.value_range == 1.0 and made.info.config.rgb_range == 255.0
+    cclnn.save_weights(model, tmp_path / "w.safetensors")
+    made = cclnn.create_model("edsr-baseline", 2, tmp_path / "w.safetensors")
+    assert made.info.value_range == 1.0 and made.info.config.rgb_range == 1.0
 
 
 def test_shipped_weights():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import PackageNotFoundError, version
 
 from . import (ablate, bench, compare, data, demo, export, lam, models, plot, score, stats, test,
                train, upscale)
@@ -12,8 +13,17 @@ COMMANDS = (models, demo, upscale, test, score, train, export, ablate, stats, be
             compare, plot, data)
 
 
+def package_version() -> str:
+    """The installed distribution's version (a source tree that was never installed has none)."""
+    try:
+        return version("cclnn")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cclnn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cclnn {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for command in COMMANDS:
         command.add_parser(sub)

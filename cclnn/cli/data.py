@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 from ..data import fetch as fetching
-from ..data.benchmark import make_lr_files
-from ..data.layout import DATA_ENV, LR_FOLDER, SCALES
-from .common import scale_factor
+from ..data.benchmark import DatasetError, list_images, make_lr_files
+from ..data.images import IMAGE_SUFFIXES
+from ..data.layout import DATA_ENV, LR_FOLDER, SCALES, lr_dir, lr_file_name
+from .common import NON_NEGATIVE, positive_number, scale_factor
 
 
 def add_parser(sub) -> None:
@@ -37,8 +38,7 @@ def add_fetch_parser(data_sub) -> None:
     p.add_argument("--root", default=None,
                    help=f"datasets folder (default: ${DATA_ENV}, else "
                         f"{fetching.DEFAULT_ROOT})")
-    p.add_argument("--scales", type=int, nargs="+", choices=SCALES,
-                   default=list(SCALES),
+    p.add_argument("--scales", type=scale_factor, nargs="+", default=list(SCALES),
                    help=f"LR scales (default: {' '.join(map(str, SCALES))})")
     p.add_argument("--parts", nargs="+", metavar="PART",
                    help="archives to fetch; div2k: "
@@ -51,23 +51,34 @@ def add_fetch_parser(data_sub) -> None:
                    help="expected SHA-256 of an archive (repeatable); overrides the table")
     p.add_argument("--keep-archives", action="store_true",
                    help="keep the downloaded archives in ROOT/downloads after unpacking")
-    p.add_argument("--retries", type=int, default=3, help="retries per download (default 3)")
-    p.add_argument("--timeout", type=float, default=30.0,
+    p.add_argument("--retries", type=NON_NEGATIVE, default=3,
+                   help="retries per download (default 3)")
+    p.add_argument("--timeout", type=positive_number, default=30.0,
                    help="network timeout in seconds (default 30)")
     p.set_defaults(func=run_fetch)
 
 
 def run_make_lr(args: argparse.Namespace) -> int:
-    written = make_lr_files(args.hr_dir, args.scales, overwrite=args.overwrite)
-    print(f"wrote {written} LR image(s) under {Path(args.hr_dir).parent / LR_FOLDER}")
+    """Existing outputs are kept and counted unless ``--overwrite`` (as ``cclnn upscale``); a
+    folder without images is an error, not a run that silently writes nothing."""
+    hr_dir = Path(args.hr_dir)
+    images, _ = list_images(hr_dir)
+    if not images:
+        raise DatasetError(f"{hr_dir}: no images in the folder (expected "
+                           f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    scales = list(dict.fromkeys(args.scales))
+    existing = 0 if args.overwrite else sum(
+        (lr_dir(hr_dir.parent, s) / lr_file_name(p.stem, s)).exists()
+        for s in scales for p in images)
+    written = make_lr_files(hr_dir, scales, overwrite=args.overwrite)
+    kept = f"; kept {existing} existing (--overwrite replaces them)" if existing else ""
+    print(f"wrote {written} LR image(s) under {hr_dir.parent / LR_FOLDER}{kept}")
     return 0
 
 
 def run_fetch(args: argparse.Namespace) -> int:
     """0 on success; a :class:`~cclnn.data.fetch.FetchError` otherwise."""
     root = args.root or os.environ.get(DATA_ENV) or fetching.DEFAULT_ROOT
-    if getattr(args, "retries", 3) < 0:
-        raise fetching.FetchError("--retries: must be 0 or more")
     folder = fetching.fetch(args.name, root, scales=args.scales, parts=args.parts,
                             url_base=args.url_base,
                             sha256=fetching.parse_sha256_overrides(args.sha256),

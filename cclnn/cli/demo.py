@@ -16,7 +16,7 @@ from .common import CLIError, add_scale, add_weights, model_from_options
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="upscale a bundled Set5 image with the shipped CCLNN-T and "
                                     "print its Set5 scores next to bicubic")
-    p.add_argument("--model", default="cclnn-t")
+    p.add_argument("--model", help="network (default: the one --weights records, else cclnn-t)")
     add_weights(p, "weights file (default: the shipped weights)")
     add_scale(p, default=2)
     p.add_argument("--image", default="butterfly", help="bundled Set5 image name")
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CLIError(f"--image: no bundled Set5 image '{args.image}'")
     net = model_from_options(args.model, args.scale, args.weights)
+    args.model = net.info.name  # the network the file records where --model was omitted
     lr = read_image(path)
     start = time.perf_counter()
     sr = upscale_array(lr, net, args.scale, device="cpu")

@@ -17,12 +17,14 @@ from ..data.benchmark import BenchmarkSet, resolve_benchmark
 from ..inference import resolve_device, super_resolve
 from ..resize import imresize
 from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, CLIError, add_data_root, add_device,
-                     add_json, add_scale, add_self_ensemble, add_weights, model_from_options)
+                     add_json, add_scale, add_self_ensemble, add_weights, model_from_options,
+                     model_label)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("test", help="PSNR/SSIM of a network on benchmark sets (Table 5 style)")
-    p.add_argument("--model", required=True, help="a registered network, or 'bicubic'")
+    p.add_argument("--model", help="a registered network, or 'bicubic' (default: the one "
+                                   "--weights records, else the shipped cclnn-t)")
     add_weights(p, WEIGHTS_WITH_SCALE)
     add_scale(p, nargs="+", required=True)
     p.add_argument("--datasets", nargs="+", required=True,
@@ -57,7 +59,7 @@ def _make_super_resolver(args: argparse.Namespace, scale: int, n_scales: int):
 
 def image_folder(args: argparse.Namespace, scale: int, dataset: str) -> Path:
     """``DIR/LABEL_xS/DATASET``: one folder per model, weights, ensemble and scale."""
-    label = args.model
+    label = model_label(args.model, args.weights, scale)
     if args.weights and args.model != "bicubic":
         label += "-" + Path(args.weights.replace("{scale}", str(scale))).stem
     label += "+" if args.self_ensemble else ""
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"results": [r.as_dict() for r in results]}))
     else:
-        label = args.model + ("+" if args.self_ensemble else "")
+        label = (model_label(args.model, args.weights, args.scale[0])
+                 + ("+" if args.self_ensemble else ""))
         print(markdown_table(label, results))
     return 0

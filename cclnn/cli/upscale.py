@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="output file (one input) or folder "
                                           "(default: beside each input, NAME_xS.EXT)")
     add_scale(p, default=2)
-    p.add_argument("--model", default="cclnn-t", help="network (default: the shipped cclnn-t)")
+    p.add_argument("--model", help="network (default: the one --weights records, else the "
+                                   "shipped cclnn-t)")
     add_weights(p, WEIGHTS_WITH_SCALE)
     p.add_argument("--tile", type=tile_size, default="auto",
                    help="tile size in LR pixels, 0 for none (default auto: 1024/scale on "

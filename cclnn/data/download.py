@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import math
 import os
 import re
 import time
@@ -55,8 +56,18 @@ def _range_start_total(content_range: Optional[str]) -> tuple[Optional[int], Opt
     return start, total
 
 
-def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None:
-    """One attempt: resume ``part`` from its current size, or restart it from zero."""
+def _too_big(url: str, part: Path, size: int, max_size: float) -> DownloadError:
+    """Delete the partial download; the error to raise."""
+    part.unlink(missing_ok=True)
+    return DownloadError(f"{url}: the download reached {size} bytes, more than the {max_size} "
+                         "expected of it; stopped and deleted")
+
+
+def _download_once(url: str, part: Path, timeout: float, progress: bool,
+                   max_size: Optional[int] = None) -> None:
+    """One attempt: resume ``part`` from its current size, or restart it from zero; never
+    more than ``max_size`` bytes in all."""
+    limit = math.inf if max_size is None else max_size
     offset = part.stat().st_size if part.exists() else 0
     resp = _open_url(url, offset, timeout)
     if isinstance(resp, urllib.error.HTTPError):  # 416: nothing left to send, or a bad .part
@@ -76,6 +87,8 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None
             offset, mode = 0, "wb"
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+        if total is not None and total > limit:
+            raise _too_big(url, part, total, limit)
         written = offset
         # disable=None: a bar on a terminal, nothing in logs and pipes
         with open(part, mode) as f, tqdm(
@@ -89,8 +102,11 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None
                     raise _Transient(one_line(exc) or type(exc).__name__) from None
                 if not chunk:
                     break
-                f.write(chunk)  # an OSError here (disk full) is not retried
                 written += len(chunk)
+                if written > limit:
+                    f.close()
+                    raise _too_big(url, part, written, limit)
+                f.write(chunk)  # an OSError here (disk full) is not retried
                 bar.update(len(chunk))
         if total is not None and written != total:
             raise _Transient(f"connection closed after {written} of {total} bytes")
@@ -98,11 +114,12 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None
 
 def download(url: str, dest: Path, *, retries: int = 3, timeout: float = 30.0,
              backoff: float = 2.0, progress: bool = True, size: Optional[int] = None,
-             log: Callable[[str], None] = print) -> Path:
+             max_size: Optional[int] = None, log: Callable[[str], None] = print) -> Path:
     """Download ``url`` to ``dest`` via ``dest.part``, resuming it, retrying transient errors.
 
     ``dest`` itself appears only when the transfer is complete. ``size`` (the published size,
-    if known) lets a full-size ``.part`` left by an earlier run skip the network.
+    if known) lets a full-size ``.part`` left by an earlier run skip the network; a download
+    passing ``max_size`` bytes is stopped and deleted (a :class:`DownloadError`).
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -118,7 +135,7 @@ def download(url: str, dest: Path, *, retries: int = 3, timeout: float = 30.0,
     last = ""
     for attempt in range(1, attempts + 1):
         try:
-            _download_once(url, part, timeout, progress)
+            _download_once(url, part, timeout, progress, max_size)
         except _Transient as exc:
             last = str(exc)
             if attempt < attempts:

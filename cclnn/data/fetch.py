@@ -15,7 +15,9 @@ How a download is trusted
     Archives go to ``ROOT/downloads/FILE.part`` and are renamed to ``FILE`` only once complete,
     so a final-named file is never half-written. An interrupted download resumes with an HTTP
     ``Range`` request; a server that ignores ``Range`` gets a clean restart. Network errors are
-    retried (``--retries``, with back-off); the last one is reported with the URL.
+    retried (``--retries``, with back-off); the last one is reported with the URL. A download
+    that grows past the archive's published size (plus a tenth) is stopped and deleted, so an
+    endless answer cannot fill the disk.
 
     Before anything is unpacked the archive's SHA-256 is compared with, in this order:
 
@@ -37,6 +39,9 @@ Unpacking
     into place and a ``.FILE.complete`` marker (listing the files) written. An interrupted
     unpack has no marker and is redone; a complete one is skipped, as long as its files are
     still there. Archives are deleted after unpacking unless ``--keep-archives`` is given.
+    cclnn writes only into folders it made (each holds a ``.cclnn-fetched`` marker): a
+    ``DIV2K/`` or ``benchmark/`` of the user's own under ROOT stops the fetch, before any
+    download, with an error naming it; nothing in it is replaced or merged into.
 
 ``--url-base URL`` (or the ``CCLNN_DATA_MIRROR`` environment variable) fetches every archive
 from ``URL/FILE`` instead of the official servers; the published hashes still apply.
@@ -46,6 +51,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from .archives import (ARCHIVES, BENCHMARK_SETS, Archive, ArchiveError, ChecksumError,
@@ -53,11 +59,12 @@ from .archives import (ARCHIVES, BENCHMARK_SETS, Archive, ArchiveError, Checksum
                        select_archives)
 from .download import download, parse_sha256_overrides, read_checksums, record_checksum, sha256_of
 from .layout import SCALES, lr_dir
-from .unpack import is_unpacked, unpack, unpack_into_place
+from .unpack import check_ownership, is_unpacked, owned_folders, unpack, unpack_into_place
 
 MIRROR_ENV = "CCLNN_DATA_MIRROR"
 DEFAULT_ROOT = "./datasets"
 CHECKSUMS_FILE = "checksums.sha256"
+MAX_UNKNOWN_SIZE = 8 << 30  # bytes; DIV2K's largest archive is 3.5 GB
 
 __all__ = ["ARCHIVES", "BENCHMARK_SETS", "DEFAULT_ROOT", "MIRROR_ENV", "Archive", "ArchiveError",
            "ChecksumError", "DownloadError", "FetchError", "UnsafeArchiveError", "default_parts",
@@ -98,8 +105,14 @@ def fetch(name: str, root: os.PathLike | str, *, scales: Iterable[int] = SCALES,
     if stray:
         raise FetchError(f"--sha256 {stray[0]}: not one of the archives being fetched "
                          f"({', '.join(a.filename for a in archives)})")
-    url_base = url_base or os.environ.get(MIRROR_ENV) or None
+    if url_base:
+        check_url_base(url_base, "--url-base")
+    elif os.environ.get(MIRROR_ENV):
+        url_base = check_url_base(os.environ[MIRROR_ENV], MIRROR_ENV)
     root = Path(root).expanduser()
+    for archive in archives:  # before any download: never write into a user's own folder
+        if not is_unpacked(root / archive.dest, archive):
+            check_ownership(owned_folders(root, archive))
     for archive in archives:
         url = (url_base.rstrip("/") + "/" if url_base else archive.base_url) + archive.filename
         try:
@@ -134,7 +147,7 @@ def _fetch_one(archive: Archive, url: str, root: Path, overrides: Mapping[str, s
         log(f"{archive.filename}: using the download already in {downloads}")
     else:
         log(f"{archive.filename}: downloading {url}")
-        download(url, path, log=log, **net,
+        download(url, path, log=log, **net, max_size=_size_cap(archive),
                  size=archive.size if source == "published SHA-256" else None)
     log(f"{archive.filename}: computing its SHA-256")
     digest = sha256_of(path)
@@ -151,9 +164,29 @@ def _fetch_one(archive: Archive, url: str, root: Path, overrides: Mapping[str, s
     else:
         log(f"{archive.filename}: SHA-256 verified ({source})")
     log(f"{archive.filename}: unpacking into {dest}")
-    unpack_into_place(path, dest, archive, digest)
+    unpack_into_place(path, root, archive, digest)
     if not keep_archives:
         path.unlink()
+
+
+def check_url_base(url: str, option: str) -> str:
+    """``url`` if it is an http(s) URL with a host or a file URL; a one-line error otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "file"):
+        raise FetchError(f"{option} {url}: expected an http://, https:// or file:// URL")
+    if parts.scheme != "file" and not parts.hostname:
+        raise FetchError(f"{option} {url}: no host name in the URL")
+    if parts.scheme == "file" and not parts.path:
+        raise FetchError(f"{option} {url}: no folder in the file:// URL")
+    return url
+
+
+def _size_cap(archive: Archive) -> int:
+    """The most bytes a download of ``archive`` may take: its published size and a margin (a
+    mirror may repack it), else a ceiling above the largest archive of the table."""
+    if archive.size is None:
+        return MAX_UNKNOWN_SIZE
+    return archive.size + max(archive.size // 10, 1 << 20)
 
 
 def _check_benchmark_scales(folder: Path, scales: Iterable[int]) -> None:

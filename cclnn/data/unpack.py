@@ -16,6 +16,8 @@ from pathlib import Path
 from ..atomic import write_text_atomic
 from .archives import CHUNK, Archive, ArchiveError, FetchError, UnsafeArchiveError, one_line
 
+OWNER_MARKER = ".cclnn-fetched"  # in every folder `cclnn data fetch` made and may write into
+
 
 def _safe_relpath(name: str, archive: str) -> str:
     """The member path, normalised; refuses anything that could leave the target folder."""
@@ -105,7 +107,8 @@ def unpack(archive: Path, into: Path) -> list[str]:
 
 
 def _merge(src: Path, dst: Path) -> None:
-    """Move the tree ``src`` into ``dst``, merging folders that already exist there.
+    """Move the tree ``src`` into ``dst``, a folder cclnn made, merging folders that already
+    exist there.
 
     DIV2K's X2/X3/X4 archives share the ``DIV2K_*_LR_bicubic`` folder, so a plain rename of
     the top folder would not do; every file move is still an atomic ``os.replace``.
@@ -127,6 +130,28 @@ def _marker(dest: Path, archive: Archive) -> Path:
     return dest / f".{archive.filename}.complete"
 
 
+def owned_folders(root: Path, archive: Archive) -> list[Path]:
+    """The folders an unpack of ``archive`` creates and may later merge into: its
+    destination, or, for an archive unpacked into the root itself, its top-level folders."""
+    if archive.dest != ".":
+        return [root / archive.dest]
+    return [root / name for name in sorted({Path(p).parts[0] for p in archive.expect})]
+
+
+def check_ownership(folders: list[Path]) -> None:
+    """Refuse to write into any folder cclnn did not make (a user's own ``DIV2K/``, say)."""
+    for folder in folders:
+        if (folder.exists() or folder.is_symlink()) and not (folder / OWNER_MARKER).is_file():
+            raise FetchError(f"{folder}: already exists and was not made by `cclnn data "
+                             "fetch`; it is left alone (move it, or fetch into another --root)")
+
+
+def _claim(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / OWNER_MARKER).is_file():
+        write_text_atomic(folder / OWNER_MARKER, "made by `cclnn data fetch`\n")
+
+
 def is_unpacked(dest: Path, archive: Archive) -> bool:
     """True when a complete unpack of ``archive`` is recorded and its files are all there."""
     try:
@@ -137,9 +162,13 @@ def is_unpacked(dest: Path, archive: Archive) -> bool:
     return bool(files) and all((dest / rel).is_file() for rel in files)
 
 
-def unpack_into_place(path: Path, dest: Path, archive: Archive, digest: str) -> None:
-    """Unpack into a temporary folder, check the layout, move it into ``dest``, mark it done."""
-    dest.mkdir(parents=True, exist_ok=True)
+def unpack_into_place(path: Path, root: Path, archive: Archive, digest: str) -> None:
+    """Unpack into a staging folder, check the layout and that every top-level entry lands in
+    a new folder or one cclnn made, move it into place, mark it done."""
+    dest = root / archive.dest
+    check_ownership(owned_folders(root, archive))
+    if archive.dest != ".":
+        _claim(dest)
     marker = _marker(dest, archive)
     marker.unlink(missing_ok=True)
     tmp = dest / f".{archive.filename}.unpacking"
@@ -151,7 +180,18 @@ def unpack_into_place(path: Path, dest: Path, archive: Archive, digest: str) -> 
         if missing:
             raise ArchiveError(f"{archive.filename}: unexpected layout, no '{missing[0]}/' "
                                "inside (is the mirror serving the right file?)")
-        _merge(tmp, dest)
+        if archive.dest == ".":  # the root is the user's: only whole new or owned folders
+            top = [dest / entry.name for entry in tmp.iterdir()]
+            check_ownership(top)
+            stray = [entry for entry in top if not (tmp / entry.name).is_dir()]
+            if stray:
+                raise ArchiveError(f"{archive.filename}: unexpected file '{stray[0].name}' at "
+                                   "the top of the archive")
+            for folder in top:
+                _claim(folder)
+                _merge(tmp / folder.name, folder)
+        else:
+            _merge(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     record = {"archive": archive.filename, "sha256": digest, "files": sorted(files)}
