@@ -11,7 +11,7 @@ from tqdm import tqdm
 from .data.benchmark import BenchmarkSet
 from .atomic import atomic_path
 from .data.images import ImageError, write_image
-from .metrics import psnr, ssim
+from .metrics import MetricError, psnr, ssim
 
 SuperResolver = Callable[[np.ndarray], np.ndarray]  # uint8 LR -> uint8 SR
 
@@ -47,8 +47,11 @@ class ImageScore:
 def score_image(name: str, hr: np.ndarray, sr: np.ndarray, scale: int) -> ImageScore:
     """Y PSNR/SSIM of uint8 ``sr`` against ``hr`` of the same shape, shaving ``scale`` pixels."""
     if sr.shape != hr.shape:
-        raise ValueError(f"{name}: SR shape {sr.shape} != HR shape {hr.shape}")
-    return ImageScore(name, psnr(hr, sr, scale), ssim(hr, sr, scale))
+        raise MetricError(f"{name}: SR shape {sr.shape} != HR shape {hr.shape}")
+    try:
+        return ImageScore(name, psnr(hr, sr, scale), ssim(hr, sr, scale))
+    except MetricError as exc:
+        raise MetricError(f"{name}: {exc}") from None
 
 
 def mean_scores(dataset: str, scale: int, scores: list[ImageScore]) -> Result:

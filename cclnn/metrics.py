@@ -18,11 +18,16 @@ import torch
 import torch.nn.functional as F
 
 from .color import RGB_TO_YCBCR
+from .errors import CclnnError
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K = (0.01, 0.03)
 PEAK = 255.0
+
+
+class MetricError(CclnnError, ValueError):
+    """Two images that cannot be scored (shapes, or too small for the shave and window)."""
 
 
 def _as_rgb_tensor(img: np.ndarray, what: str) -> torch.Tensor:
@@ -44,13 +49,16 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
 
 def _prepare(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> tuple[torch.Tensor, torch.Tensor]:
     if sr.shape[-2] > hr.shape[-2] or sr.shape[-1] > hr.shape[-1]:
-        raise ValueError(f"SR image {tuple(sr.shape[-2:])} is larger than HR {tuple(hr.shape[-2:])}")
+        raise MetricError(f"SR image {tuple(sr.shape[-2:])} is larger than HR "
+                          f"{tuple(hr.shape[-2:])}")
     hr = hr[..., : sr.shape[-2], : sr.shape[-1]]
-    y_sr, y_hr = luminance(sr.double()), luminance(hr.double())
+    # contiguous copies: the luminance sums then do not depend on how each image was stored
+    y_sr, y_hr = luminance(sr.double().contiguous()), luminance(hr.double().contiguous())
     if shave:
         y_sr, y_hr = y_sr[:, shave:-shave, shave:-shave], y_hr[:, shave:-shave, shave:-shave]
     if y_sr.numel() == 0:
-        raise ValueError("image too small for the border shave")
+        raise MetricError(f"image {tuple(hr.shape[-2:])} too small for the border shave of "
+                          f"{shave} pixels")
     return y_sr, y_hr
 
 
@@ -72,7 +80,8 @@ def _ssim_y(y_sr: torch.Tensor, y_hr: torch.Tensor) -> torch.Tensor:
     c1, c2 = (SSIM_K[0] * PEAK) ** 2, (SSIM_K[1] * PEAK) ** 2
     a, b = y_sr[:, None], y_hr[:, None]
     if a.shape[-1] < SSIM_WINDOW or a.shape[-2] < SSIM_WINDOW:
-        raise ValueError("image too small for the 11x11 SSIM window")
+        raise MetricError(f"image {tuple(a.shape[-2:])} after the border shave is too small "
+                          f"for the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
 
     def blur(t):  # the 2-D Gaussian is separable: two 1-D passes, 'valid'
         return F.conv2d(F.conv2d(t, column), row)

@@ -3,6 +3,8 @@ and are never replaced without --overwrite; missing datasets and unusable image 
 before any network runs. Each case: the exit status, one line on stderr, the files after."""
 import os
 
+import numpy as np
+
 import pytest
 
 from cclnn.cli import main
@@ -108,3 +110,17 @@ def test_a_read_only_image_folder_fails_before_any_network_runs(tmp_path, bench,
                                           f"{locked} (permission denied)")
     finally:
         locked.chmod(0o700)
+
+
+def test_an_image_too_small_to_score_is_one_line(tmp_path, capsys):
+    """A 12x12 HR image at x2 leaves 8x8 after the shave: no SSIM window fits."""
+    from PIL import Image
+    (tmp_path / "HR").mkdir()
+    (tmp_path / "LR_bicubic" / "X2").mkdir(parents=True)
+    Image.fromarray(np.full((12, 12, 3), 90, np.uint8)).save(tmp_path / "HR" / "a.png")
+    Image.fromarray(np.full((6, 6, 3), 90, np.uint8)).save(tmp_path / "LR_bicubic/X2/ax2.png")
+    assert main(["test", "--model", "bicubic", "--scale", "2", "--datasets", str(tmp_path),
+                 "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cclnn test: error: a: image (8, 8) after the border shave is too small for "
+                   "the 11x11 SSIM window"]
