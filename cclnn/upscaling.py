@@ -312,7 +312,8 @@ def plan_jobs(items: list[str], out: str | None, scale: int, *, overwrite: bool 
     and its output size checked: an :class:`UpscaleError` for the whole command, a line in
     ``failed`` for one input."""
     files, failed = expand_inputs(items)
-    files = [f for f in files if f not in earlier_outputs(files)]
+    earlier = earlier_outputs(files)
+    files = [f for f in files if f not in earlier]
     single = len(files) == 1 and len(items) == 1 and not Path(items[0]).is_dir()
     targets = _targets(files, out, scale, single)
     for folder in dict.fromkeys(target.parent for target in targets):
