@@ -5,12 +5,15 @@ Tiling: the LR image is cut into ``tile`` x ``tile`` cores; each tile's input ex
 Neighbouring outputs are cross-faded (linear weights) over the ``overlap // 2`` LR pixels
 next to each core and the rest of the margin is discarded, so a convolutional network whose
 receptive-field radius is at most ``overlap // 2`` LR pixels gives exactly its untiled
-output, and peak memory depends on the tile size, not the image size (apart from the output
-itself).
+output. The weighted sums are finished one row of tiles at a time (the rows the next row of
+tiles still overlaps are carried over) and rounded into the uint8 output, so the float memory
+is one band of ``tile + 2 * overlap`` LR rows across the image, whatever its height; with
+self-ensembling each tile is averaged over its 8 flips/rotations.
 """
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -61,32 +64,69 @@ def _fade(length: int, start: int, stop: int, scale: int, fade: int) -> torch.Te
     return torch.clamp(1 - outside / fade, min=0)
 
 
-def tiled(net: Net, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
-    """Apply ``net`` to 1 x C x H x W ``x`` tile by tile (see module docstring)."""
-    n, _, h, w = x.shape
+def tile_count(h: int, w: int, tile: int) -> int:
+    """How many tiles :func:`tiled_bands` runs on an ``h`` x ``w`` LR image (1: untiled)."""
+    if tile <= 0 or (h <= tile and w <= tile):
+        return 1
+    return -(-h // tile) * -(-w // tile)
+
+
+def tiled_bands(net: Net, crop: Callable[[int, int, int, int], torch.Tensor], h: int, w: int,
+                scale: int, tile: int, overlap: int,
+                on_tile: Callable[[], None] | None = None) -> Iterator[torch.Tensor]:
+    """The tiled output of an ``h`` x ``w`` LR image, finished row band by row band (1 x C x
+    rows x sW float, top to bottom), so that memory holds one band of tiles, not the image.
+
+    ``crop(y0, y1, x0, x1)`` gives the float LR input of a tile. Each pixel sums the same
+    tiles' weighted outputs in the same order as a whole-image accumulator would, so the bands
+    put together are bit for bit that accumulator's result.
+    """
     if tile <= 0:
         raise ValueError("tile must be positive")
-    if h <= tile and w <= tile:
-        return net(x)
     fade = overlap // 2
-    out = None
-    weight_sum = torch.zeros(1, 1, h * scale, w * scale)
+    acc = weight_sum = None  # the rows from ``done`` on that tiles still add to
+    done = 0
     for y0 in range(0, h, tile):
         y1 = min(y0 + tile, h)
         iy0, iy1 = max(0, y0 - overlap), min(h, y1 + overlap)
         wy = _fade((iy1 - iy0) * scale, y0 - iy0, y1 - iy0, scale, fade)
+        grow = iy1 * scale - done - (0 if acc is None else acc.shape[2])
         for x0 in range(0, w, tile):
             x1 = min(x0 + tile, w)
             ix0, ix1 = max(0, x0 - overlap), min(w, x1 + overlap)
             wx = _fade((ix1 - ix0) * scale, x0 - ix0, x1 - ix0, scale, fade)
-            sr = net(x[..., iy0:iy1, ix0:ix1]).float().cpu()
-            if out is None:
-                out = torch.zeros(n, sr.shape[1], h * scale, w * scale)
+            sr = net(crop(iy0, iy1, ix0, ix1)).float().cpu()
+            if acc is None:
+                acc = torch.zeros(1, sr.shape[1], 0, w * scale)
+                weight_sum = torch.zeros(1, 1, 0, w * scale)
+            if grow > 0:
+                acc = torch.cat([acc, acc.new_zeros(1, acc.shape[1], grow, w * scale)], 2)
+                weight_sum = torch.cat([weight_sum, weight_sum.new_zeros(1, 1, grow,
+                                                                         w * scale)], 2)
+                grow = 0
             weights = (wy[:, None] * wx[None, :]).float()
-            region = (..., slice(iy0 * scale, iy1 * scale), slice(ix0 * scale, ix1 * scale))
-            out[region] += sr * weights
+            region = (..., slice(iy0 * scale - done, iy1 * scale - done),
+                      slice(ix0 * scale, ix1 * scale))
+            acc[region] += sr * weights
             weight_sum[region] += weights
-    return out.div_(weight_sum)
+            if on_tile is not None:
+                on_tile()
+        final = (max(0, y1 - overlap) if y1 < h else h) * scale - done  # no later tile adds
+        yield acc[:, :, :final].div(weight_sum[:, :, :final])
+        acc, weight_sum = acc[:, :, final:].clone(), weight_sum[:, :, final:].clone()
+        done += final
+
+
+def tiled(net: Net, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
+    """Apply ``net`` to 1 x C x H x W ``x`` tile by tile (see module docstring)."""
+    _, _, h, w = x.shape
+    if tile <= 0:
+        raise ValueError("tile must be positive")
+    if h <= tile and w <= tile:
+        return net(x)
+    bands = tiled_bands(net, lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], h, w, scale, tile,
+                        overlap)
+    return torch.cat(list(bands), 2)
 
 
 def model_runner(model: torch.nn.Module, device: torch.device) -> Net:
@@ -96,25 +136,59 @@ def model_runner(model: torch.nn.Module, device: torch.device) -> Net:
     return run
 
 
+@contextmanager
+def on_device(model: torch.nn.Module, device: torch.device) -> Iterator[torch.nn.Module]:
+    """``model`` moved to ``device`` for the block and back to where it was afterwards (a
+    caller's module is left as it was given)."""
+    first = next(model.parameters(), None)
+    home = first.device if first is not None else device
+    if home == device:
+        yield model
+        return
+    try:
+        yield model.to(device)
+    finally:
+        model.to(home)
+
+
+def _band_rows(bands: Iterator[torch.Tensor], out: np.ndarray) -> None:
+    """Round the float bands (top to bottom) into the uint8 H x W x C ``out``."""
+    row = 0
+    for band in bands:
+        out[row:row + band.shape[2]] = tensor_to_image(band)
+        row += band.shape[2]
+
+
 @torch.inference_mode()
 def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
                   tile: int | None = None, overlap: int = 16, ensemble: bool = False,
-                  device: torch.device | str = "cpu") -> np.ndarray:
-    """uint8 H x W x 3 LR -> uint8 sH x sW x 3 SR with ``model`` in eval mode.
+                  device: torch.device | str = "cpu",
+                  on_tile: Callable[[], None] | None = None) -> np.ndarray:
+    """uint8 H x W x 3 LR -> uint8 sH x sW x 3 SR with ``model`` in eval mode on ``device``.
 
     ``tile=None`` runs the whole image unless the network's descriptor has a ``max_tile``
     (RNAN: its non-local blocks are quadratic in the image size); ``tile=0`` always runs it
-    whole.
+    whole. Tiled, the float work is one band of tiles and the result is written into the
+    uint8 output band by band; self-ensembling then averages the 8 flips/rotations of each
+    tile, so it stays within one tile's memory too. ``on_tile`` is called after each tile.
     """
     if tile is None:
         info = describe(model)
         tile = info.max_tile if info else None
-    model.eval()
-    run = model_runner(model, torch.device(device))
-    net = (lambda t: tiled(run, t, scale, tile, overlap)) if tile else run
-    x = image_to_tensor(lr)
-    y = self_ensemble(net, x) if ensemble else net(x)
-    return tensor_to_image(y)
+    device = torch.device(device)
+    h, w = lr.shape[:2]
+    with on_device(model.eval(), device):
+        run = model_runner(model, device)
+        net = (lambda t: self_ensemble(run, t)) if ensemble else run
+        if tile_count(h, w, tile or 0) == 1:
+            y = net(image_to_tensor(lr))
+            if on_tile is not None:
+                on_tile()
+            return tensor_to_image(y)
+        out = np.empty((h * scale, w * scale, 3), np.uint8)
+        crop = lambda y0, y1, x0, x1: image_to_tensor(lr[y0:y1, x0:x1])  # noqa: E731
+        _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile), out)
+        return out
 
 
 def describe_device(device: torch.device) -> str:

@@ -1,50 +1,74 @@
 """Upscaling any image: :func:`upscale`, and the file handling of ``cclnn upscale``
-(:mod:`cclnn.cli.upscale`).
+(:mod:`cclnn.cli.upscale`: :func:`plan_jobs` then :func:`upscale_file`).
 
-What happens to an image:
+What happens to an image (files, PIL images and arrays take one path, :func:`upscale_pixels`,
+after :mod:`cclnn.data.images` decoded them):
 
-* EXIF orientation is applied first (the output is stored upright, without the tag);
+* EXIF orientation is applied first (the output is stored upright, the tag set to 1); the
+  ICC profile, the rest of the EXIF and the DPI are carried to PNG, JPEG, WebP (no DPI) and
+  TIFF outputs;
 * grayscale in, grayscale out: the network sees the gray values replicated to RGB and the
   result is converted back (ITU-R 601 luma, as PIL's ``convert("L")``);
 * an alpha channel is upscaled with MATLAB-exact bicubic and reattached;
 * 16-bit images are converted to 8 bits (with a warning) and written as 8-bit;
 * large images are processed in tiles (``tile="auto"``: 1024 / scale LR pixels, i.e. 512 at
-  x2 and 256 at x4, with 16 pixels of context, when a side is larger), so the network's memory
-  is bounded by the tile's output size, not the image;
+  x2 and 256 at x4, with 16 pixels of context, when a side is larger), so the float memory is
+  one row of tiles and the rest is the uint8 output (:func:`peak_bytes`); an output over
+  ``max_output_pixels`` (default 2**28, 16384 x 16384: 0.8 GB as RGB, 3.2 GB at the peak of
+  writing it, and beyond what WebP or most viewers open) or over the machine's available
+  memory is refused from the image header, before any network is built;
 * outputs keep the input's format (PNG, JPEG, WebP, TIFF, ...), are written atomically, and
-  an existing file is never replaced without ``overwrite``.
+  an existing file is never replaced without ``overwrite`` (of two writers racing for one
+  name exactly one wins).
+
+Re-runs are idempotent. An input ``STEM_xN.EXT`` (N a whole number) beside ``STEM.EXT`` in the
+same input set is the output of an earlier run and is not upscaled again (name it alone to
+upscale it); an existing output is skipped and counted as skipped; an input is never an
+output of the same command, and two inputs never share an output.
 """
 from __future__ import annotations
 
 import glob
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from .data.images import is_image_file, read_image_with_alpha, write_image
+from .atomic import remove_stale_temps
+from .data.images import (decode_array, decode_image, image_size, is_image_file,
+                          read_image_with_alpha, write_image)
 from .errors import CclnnError
 from .factory import SHIPPED, create_model
-from .inference import resolve_device, super_resolve
+from .inference import resolve_device, super_resolve, tile_count
 from .models.descriptor import describe
 from .resize import imresize
 
 AUTO_TILE_HR = 1024  # HR pixels per tile side: the upsampler's tensors grow with scale^2
 TILE_OVERLAP = 16
 DEFAULT_MODEL = "cclnn-t"
+DEFAULT_MAX_OUTPUT_PIXELS = 2 ** 28
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+BAND_ROWS = 1024  # LR rows per band of the gray and alpha conversions
+TileBar = Callable[[int], Callable[[], None]]  # tile count -> called once per tile
 
 
 class UpscaleError(CclnnError):
     """One input could not be upscaled; the message names it."""
 
 
+class OutputExists(UpscaleError):
+    """The output is there already (from an earlier run or another writer): skipped."""
+
+
 def _network(model: Union[str, torch.nn.Module], scale: int, weights=None) -> torch.nn.Module:
     """:func:`upscale`'s network: a registered name, through :func:`cclnn.create_model` (with
-    ``weights`` or its shipped weights; on the CPU, as it has always been), or a module (used
-    as is; if cclnn built it, for ``scale``)."""
+    ``weights`` or its shipped weights), or a module (used as is; if cclnn built it, for
+    ``scale``). Either is moved to the device for the call only."""
     if isinstance(model, torch.nn.Module):
         info = describe(model)
         if info is not None and info.scale != scale:
@@ -63,67 +87,134 @@ def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None
     return int(tile)
 
 
+def available_memory() -> int:
+    """Bytes the system can still give (``MemAvailable``; free pages where there is none)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_bytes(width: int, height: int, scale: int, tile: int = AUTO_TILE_HR) -> int:
+    """Upper estimate of the memory one image needs besides the network: the decoded input
+    (8 bytes per LR pixel), the output (12 bytes per HR pixel at worst: RGB, alpha, their
+    stack and PIL's 4-byte copy when encoding) and the float band of tiles (accumulator,
+    weights and their copies: 40 bytes per pixel of a band ``tile + 2 * overlap`` LR rows
+    high)."""
+    band_rows = (min(tile, height) + 2 * TILE_OVERLAP) * scale
+    return 8 * width * height + 12 * width * height * scale ** 2 + 40 * band_rows * width * scale
+
+
+def check_output_size(name: str, width: int, height: int, scale: int,
+                      max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS) -> None:
+    """Refuse (one line with the sizes) an output over ``max_output_pixels`` (None or 0: no
+    limit) or beyond the memory available now."""
+    out_w, out_h = width * scale, height * scale
+    sizes = f"{width}x{height} at x{scale} makes {out_w}x{out_h} ({out_w * out_h / 1e6:.0f} Mpx)"
+    if max_output_pixels and out_w * out_h > max_output_pixels:
+        raise UpscaleError(f"{name}: {sizes}, over the limit of {max_output_pixels / 1e6:.0f} "
+                           f"Mpx (--max-output-pixels)")
+    need, have = peak_bytes(width, height, scale), available_memory()
+    if need > have:
+        raise UpscaleError(f"{name}: {sizes}, needing about {need / 1e9:.1f} GB of memory; "
+                           f"{have / 1e9:.1f} GB are available")
+
+
 def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="auto",
-                  device="auto", self_ensemble: bool = False) -> np.ndarray:
-    """uint8 H x W x 3 -> uint8 sH x sW x 3."""
+                  device="auto", self_ensemble: bool = False,
+                  tile_bar: TileBar | None = None) -> np.ndarray:
+    """uint8 H x W x 3 -> uint8 sH x sW x 3, on ``device`` ("auto": CUDA when there is one)."""
     info = describe(net)
-    return super_resolve(net, rgb, scale, tile=_tile_for(rgb.shape[:2], tile, scale,
-                                                         info.max_tile if info else None),
-                         overlap=TILE_OVERLAP, ensemble=self_ensemble,
+    size = _tile_for(rgb.shape[:2], tile, scale, info.max_tile if info else None)
+    on_tile = tile_bar(tile_count(*rgb.shape[:2], size)) if tile_bar else None
+    return super_resolve(net, rgb, scale, tile=size, overlap=TILE_OVERLAP,
+                         ensemble=self_ensemble, on_tile=on_tile,
                          device=resolve_device(device) if isinstance(device, str) else device)
 
 
 def _to_gray(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(rgb).convert("L"))
+    """ITU-R 601 luma of uint8 RGB, band by band (PIL's RGB copy is 4 bytes a pixel)."""
+    gray = np.empty(rgb.shape[:2], np.uint8)
+    for row in range(0, rgb.shape[0], BAND_ROWS):
+        gray[row:row + BAND_ROWS] = Image.fromarray(rgb[row:row + BAND_ROWS]).convert("L")
+    return gray
 
 
 def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
-    return imresize(alpha.astype(np.float64), scale).round().clip(0, 255).astype(np.uint8)
+    """Bicubic alpha, band by band with 4 LR rows of context (more than the kernel reaches,
+    so each band is exactly its rows of the whole-image resize) to keep float64 off the
+    whole output."""
+    height = alpha.shape[0]
+    out = np.empty((height * scale, alpha.shape[1] * scale), np.uint8)
+    for row in range(0, height, BAND_ROWS):
+        lo, hi = max(0, row - 4), min(height, row + BAND_ROWS + 4)
+        band = imresize(alpha[lo:hi].astype(np.float64), scale).round().clip(0, 255)
+        rows = min(BAND_ROWS, height - row) * scale
+        out[row * scale:row * scale + rows] = band[(row - lo) * scale:][:rows]
+    return out
 
 
-def upscale(image, scale: int = 2, model: Union[str, torch.nn.Module] = DEFAULT_MODEL,
-            weights=None, *, tile="auto", device="auto", self_ensemble: bool = False):
-    """Upscale a PIL image or a uint8 numpy array (H x W, H x W x 3 or H x W x 4); returns
-    the same type. ``model`` is a registered name (default: the shipped CCLNN-T) or a module.
-    """
-    net = _network(model, scale, weights)
-    if isinstance(image, Image.Image):
-        mode = image.mode
-        if mode not in ("L", "RGB", "RGBA", "LA"):
-            image = image.convert("RGBA" if "A" in mode or "transparency" in image.info else "RGB")
-        out = upscale(np.asarray(image), scale, net, tile=tile, device=device,
-                      self_ensemble=self_ensemble)
-        return Image.fromarray(out)
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise UpscaleError(f"expected a uint8 image, got {arr.dtype}")
-    if arr.ndim == 2:
-        rgb = np.repeat(arr[..., None], 3, axis=2)
-        return _to_gray(upscale_array(rgb, net, scale, tile=tile, device=device,
-                                      self_ensemble=self_ensemble))
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise UpscaleError(f"expected H x W, H x W x 3 or H x W x 4, got shape {arr.shape}")
-    sr = upscale_array(np.ascontiguousarray(arr[..., :3]), net, scale, tile=tile,
-                       device=device, self_ensemble=self_ensemble)
-    if arr.shape[2] == 4:
-        sr = np.dstack([sr, _upscale_alpha(arr[..., 3], scale)])
-    return sr
-
-
-def upscale_file(source: Path, target: Path, net, scale: int, *, overwrite: bool = False,
-                 tile="auto", device="auto", self_ensemble: bool = False) -> None:
-    if target.exists() and not overwrite:
-        raise UpscaleError(f"{target}: exists (use --overwrite to replace it)")
-    rgb, alpha, gray, original = read_image_with_alpha(source)
-    sr = upscale_array(rgb, net, scale, tile=tile, device=device, self_ensemble=self_ensemble)
+def upscale_pixels(pixels: np.ndarray, alpha: np.ndarray | None, gray: bool, net, scale: int,
+                   **options) -> np.ndarray:
+    """The one path of every image: decoded pixels (H x W or H x W x 3) and alpha -> uint8
+    sH x sW (x 2, 3 or 4); ``options`` as :func:`upscale_array`'s."""
+    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
+    sr = upscale_array(rgb, net, scale, **options)
     if gray:
         sr = _to_gray(sr)
     if alpha is not None:
         sr = np.dstack([sr, _upscale_alpha(alpha, scale)])
+    return sr
+
+
+def upscale(image, scale: int = 2, model: Union[str, torch.nn.Module] = DEFAULT_MODEL,
+            weights=None, *, tile="auto", device="auto", self_ensemble: bool = False,
+            max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS):
+    """Upscale a PIL image or a numpy array (H x W, H x W x 1/2/3/4; uint8, or uint16 made
+    8-bit as files are); returns the same type, with the input's channels. ``model`` is a
+    registered name (default: the shipped CCLNN-T) or a module, run on ``device`` for the call
+    (a module is moved back afterwards). Images are treated exactly as ``cclnn upscale``
+    treats files (EXIF orientation of PIL images included)."""
+    if isinstance(image, Image.Image):
+        upright = ImageOps.exif_transpose(image)
+        check_output_size("image", upright.width, upright.height, scale, max_output_pixels)
+        pixels, alpha, gray = decode_image(upright)
+    else:
+        arr = np.asarray(image)
+        pixels, alpha, gray = decode_array(arr)
+        check_output_size("image", arr.shape[1], arr.shape[0], scale, max_output_pixels)
+    net = _network(model, scale, weights)
+    out = upscale_pixels(pixels, alpha, gray, net, scale, tile=tile, device=device,
+                         self_ensemble=self_ensemble)
+    if isinstance(image, Image.Image):
+        return Image.fromarray(out)
+    return out[..., None] if arr.ndim == 3 and arr.shape[2] == 1 else out
+
+
+def upscale_file(source: Path, target: Path, net, scale: int, *, overwrite: bool = False,
+                 max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+                 **options) -> None:
+    """``source`` upscaled into ``target`` (format by suffix); ``options`` as
+    :func:`upscale_array`'s. :class:`OutputExists` when ``target`` exists (or appears while
+    computing) and ``overwrite`` is off."""
+    if target.exists() and not overwrite:
+        raise OutputExists(f"{target}: exists (use --overwrite to replace it)")
+    width, height = image_size(source, None)
+    check_output_size(str(source), width, height, scale, max_output_pixels)
+    pixels, alpha, gray, meta = read_image_with_alpha(source, None)
+    sr = upscale_pixels(pixels, alpha, gray, net, scale, **options)
     fmt = Image.registered_extensions().get(target.suffix.lower(), "")
     if fmt == "JPEG" and sr.ndim == 3 and sr.shape[2] in (2, 4):
         sr = sr[..., :-1] if sr.shape[2] == 4 else sr[..., 0]  # JPEG has no alpha
-    write_image(target, sr, **SAVE_OPTIONS.get(fmt, {}))
+    try:
+        write_image(target, sr, replace=overwrite, meta=meta, **SAVE_OPTIONS.get(fmt, {}))
+    except FileExistsError:
+        raise OutputExists(f"{target}: appeared while computing (another writer); "
+                           f"left as it is") from None
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
@@ -148,6 +239,21 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     return list(dict.fromkeys(files)), errors
 
 
+_OUTPUT_NAME = re.compile(r"^(.+)_x\d+$")
+
+
+def earlier_outputs(files: list[Path]) -> set[Path]:
+    """The files named ``STEM_xN.EXT`` beside a ``STEM.EXT`` of ``files``: outputs of an
+    earlier run (chains such as ``a_x2_x2.png`` included), never inputs again."""
+    names = set(files)
+    found = set()
+    for path in files:
+        match = _OUTPUT_NAME.match(path.stem)
+        if match and path.with_name(match.group(1) + path.suffix) in names:
+            found.add(path)
+    return found
+
+
 def output_path(source: Path, out: str | None, scale: int, single: bool) -> Path:
     name = f"{source.stem}_x{scale}{source.suffix}"
     if out is None:
@@ -158,4 +264,73 @@ def output_path(source: Path, out: str | None, scale: int, single: bool) -> Path
     return target / name
 
 
-__all__ = ["upscale", "upscale_file"]
+@dataclass
+class Plan:
+    """What one ``cclnn upscale`` will do, all checked before any network is built."""
+    jobs: list[tuple[Path, Path]]  # (input, output) to compute
+    skipped: list[Path]  # outputs that exist (without overwrite)
+    failed: list[str]  # one line per input that cannot be done
+
+
+def _output_folder(folder: Path) -> None:
+    """``folder`` made if missing, writable, and rid of killed writers' temp files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UpscaleError(f"{folder}: cannot create the output folder "
+                           f"({exc.strerror or exc})") from None
+    if not folder.is_dir():
+        raise UpscaleError(f"{folder}: is not a folder; outputs cannot be written in it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UpscaleError(f"{folder}: output folder is not writable")
+    remove_stale_temps(folder)
+
+
+def _targets(files: list[Path], out: str | None, scale: int, single: bool) -> list[Path]:
+    """Each input's output; a clash of two inputs, or an input as an output, is refused."""
+    if out and not single and (Path(out).is_file() or (not Path(out).exists()
+                                                       and is_image_file(Path(out)))):
+        raise UpscaleError(f"-o {out}: several inputs need an output folder, not a file")
+    targets = [output_path(source, out, scale, single) for source in files]
+    inputs = {source.resolve(): source for source in files}
+    owner: dict[Path, Path] = {}
+    for source, target in zip(files, targets):
+        key = target.resolve()
+        if key in inputs:
+            raise UpscaleError(f"{target}: is an input of this command, and would be "
+                               f"the output of {source}")
+        if key in owner:
+            raise UpscaleError(f"{owner[key]} and {source} would both be written to {target}")
+        owner[key] = source
+    return targets
+
+
+def plan_jobs(items: list[str], out: str | None, scale: int, *, overwrite: bool = False,
+              max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS) -> Plan:
+    """Inputs expanded (earlier outputs left out), outputs checked (folders made and
+    writable, no clash, existing ones skipped unless ``overwrite``), each input's header read
+    and its output size checked: an :class:`UpscaleError` for the whole command, a line in
+    ``failed`` for one input."""
+    files, failed = expand_inputs(items)
+    earlier = earlier_outputs(files)
+    files = [f for f in files if f not in earlier]
+    single = len(files) == 1 and len(items) == 1 and not Path(items[0]).is_dir()
+    targets = _targets(files, out, scale, single)
+    for folder in dict.fromkeys(target.parent for target in targets):
+        _output_folder(folder)
+    plan = Plan([], [], failed)
+    for source, target in zip(files, targets):
+        if target.exists() and not overwrite:
+            plan.skipped.append(target)
+            continue
+        try:
+            width, height = image_size(source, None)
+            check_output_size(str(source), width, height, scale, max_output_pixels)
+        except CclnnError as exc:
+            plan.failed.append(str(exc))
+            continue
+        plan.jobs.append((source, target))
+    return plan
+
+
+__all__ = ["upscale", "upscale_file", "plan_jobs"]

@@ -1,17 +1,17 @@
-"""``cclnn upscale``: upscale image files, folders and globs (see :mod:`cclnn.upscale`)."""
+"""``cclnn upscale``: upscale image files, folders and globs (see :mod:`cclnn.upscaling`)."""
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
 from ..errors import CclnnError
 from ..inference import resolve_device
-from ..upscaling import UpscaleError, expand_inputs, output_path, upscale_file
-from .common import (WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble, add_weights,
-                     model_from_options, tile_size)
+from ..upscaling import (DEFAULT_MAX_OUTPUT_PIXELS, OutputExists, Plan, plan_jobs,
+                         upscale_file)
+from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble,
+                     add_weights, model_from_options, tile_size)
 
 
 def add_parser(sub) -> None:
@@ -26,45 +26,82 @@ def add_parser(sub) -> None:
     p.add_argument("--tile", type=tile_size, default="auto",
                    help="tile size in LR pixels, 0 for none (default auto: 1024/scale on "
                         "larger images)")
+    p.add_argument("--max-output-pixels", type=NON_NEGATIVE, default=DEFAULT_MAX_OUTPUT_PIXELS,
+                   help=f"refuse larger outputs, 0 for no limit (default "
+                        f"{DEFAULT_MAX_OUTPUT_PIXELS}: 16384 x 16384)")
     add_device(p)
     add_self_ensemble(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bars on stderr even when it is not a terminal")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """One line per failed file, exit 1 if any failed."""
-    files, errors = expand_inputs(args.inputs)
-    for message in errors:
-        print(f"cclnn upscale: error: {message}", file=sys.stderr)
-    if not files:
-        return 1
-    single = len(files) == 1 and len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir()
-    if args.output and not single:
-        out = Path(args.output)
-        if out.exists() and not out.is_dir():
-            raise UpscaleError(f"-o {out}: several inputs need an output folder")
-        out.mkdir(parents=True, exist_ok=True)
-    # --device is resolved after the weights loaded (a weights error is reported first)
-    net = model_from_options(args.model, args.scale, args.weights, args.device)
-    device = resolve_device(args.device)
-    failed = len(errors)
-    bar = tqdm(files, unit="img", disable=len(files) < 2, file=sys.stderr)
-    for source in bar:
-        target = output_path(source, args.output, args.scale, single)
+def _say(kind: str, message: str) -> None:
+    tqdm.write(f"cclnn upscale: {kind}: {message}", file=sys.stderr)
+
+
+def _tile_bar(args: argparse.Namespace, position: int):
+    """A per-tile bar for one image (none for an untiled one)."""
+    def make(total: int):
+        if total < 2:
+            return None
+        bar = tqdm(total=total, unit="tile", leave=False, position=position, file=sys.stderr,
+                   disable=False if args.progress else None)
+        def step() -> None:
+            bar.update()
+            if bar.n >= total:
+                bar.close()
+        return step
+    return make
+
+
+def _work(args: argparse.Namespace, plan: Plan, net, device) -> tuple[int, int]:
+    """(upscaled, failed) of the plan's jobs; each failure one line, the others go on."""
+    done = failed = 0
+    many = len(plan.jobs) > 1
+    bar = tqdm(plan.jobs, unit="img", disable=not many or (None if not args.progress else False),
+               file=sys.stderr)
+    for source, target in bar:
         try:
             upscale_file(source, target, net, args.scale, overwrite=args.overwrite,
-                         tile=args.tile, device=device, self_ensemble=args.self_ensemble)
+                         tile=args.tile, device=device, self_ensemble=args.self_ensemble,
+                         max_output_pixels=args.max_output_pixels,
+                         tile_bar=_tile_bar(args, 1 if many else 0))
+        except OutputExists as exc:
+            plan.skipped.append(target)
+            _say("skipped", str(exc))
+            continue
         except (CclnnError, OSError) as exc:
             failed += 1
             text = str(exc)
-            message = text if text.startswith((str(source), str(target))) else f"{source}: {text}"
-            tqdm.write(f"cclnn upscale: error: {message}", file=sys.stderr)
+            _say("error", text if text.startswith((str(source), str(target)))
+                 else f"{source}: {text}")
             continue
-        if len(files) == 1:
+        done += 1
+        if not many:
             print(f"{source} -> {target}")
     bar.close()
-    if len(files) > 1:
-        print(f"upscaled {len(files) - (failed - len(errors))} of {len(files)} image(s) "
-              f"x{args.scale}" + (f"; {failed} failed" if failed else ""))
+    return done, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    """Everything checked first (inputs, outputs, sizes), then the network built and run;
+    exit 1 if any input failed, 0 when all were upscaled or skipped."""
+    plan = plan_jobs(args.inputs, args.output, args.scale, overwrite=args.overwrite,
+                     max_output_pixels=args.max_output_pixels or None)
+    for message in plan.failed:
+        _say("error", message)
+    for target in plan.skipped:
+        _say("skipped", f"{target}: exists (use --overwrite to replace it)")
+    done, failed = 0, len(plan.failed)
+    if plan.jobs:
+        # --device is resolved after the weights loaded (a weights error is reported first)
+        net = model_from_options(args.model, args.scale, args.weights, args.device)
+        upscaled, errors = _work(args, plan, net, resolve_device(args.device))
+        done, failed = upscaled, failed + errors
+    total = done + len(plan.skipped) + failed
+    if total > 1 or plan.skipped:
+        print(f"x{args.scale}: upscaled {done}, skipped {len(plan.skipped)}, failed {failed} "
+              f"(of {total} image(s))")
     return 1 if failed else 0
