@@ -142,7 +142,7 @@ def test_unwritable_output_found_before_the_network(tmp_path, capsys):
     picture(tmp_path / "a.png")
     (tmp_path / "file").write_text("a file, not a folder")
     code = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "file" / "out.png"),
-                 "--weights", str(tmp_path / "missing.safetensors")])  # not reached
+                 "--scale", "2", "--weights", str(tmp_path / "missing.safetensors")])  # not reached
     out, err = capsys.readouterr()
     assert (code, out) == (2, "")
     assert err.startswith(f"cclnn upscale: error: {tmp_path / 'file'}: cannot create the output "
@@ -296,3 +296,23 @@ def test_a_callers_module_stays_where_it_was():
     cclnn.upscale(np.zeros((4, 4, 3), np.uint8), 2, model=net, device="cpu")
     assert next(net.parameters()).device.type == "cpu"
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_scale_follows_the_weights_file_unless_given(tmp_path, capsys):
+    x4 = tiny_weights(tmp_path / "x4.safetensors", "srcnn", 4)
+    source = picture(tmp_path / "a.png")
+    assert main(["upscale", str(source), "--weights", str(x4), "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "a_x4.png").size == (5 * 4, 6 * 4)
+    assert main(["upscale", str(source), "--weights", str(x4), "--scale", "2",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--scale 2" in err[0] and "x4" in err[0]
+    assert not (tmp_path / "a_x2.png").exists()
+
+
+def test_control_characters_in_file_names_are_escaped(tmp_path, weights, capsys):
+    source = tmp_path / "red\x1b[31m.png"
+    source.write_bytes(b"not an image")
+    code, out, err = run([str(source)], weights, capsys)
+    assert code == 1
+    assert "\x1b" not in err and err.count("\n") == 1 and "\\x1b[31m" in err

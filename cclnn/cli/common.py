@@ -132,6 +132,17 @@ def model_from_options(name: str | None, scale: int, weights: str | None,
                            f"{exc.recorded}") from None
 
 
+def scale_or_recorded(scale: int | None, weights: str | None, default: int = 2) -> int:
+    """``--scale`` if given, else the scale the ``--weights`` file records, else ``default``."""
+    if scale is not None:
+        return scale
+    if weights and "{scale}" not in weights:
+        origin = read_origin(weights_path(None, default, weights))
+        if origin is not None:
+            return origin.scale
+    return default
+
+
 def model_label(name: str | None, weights: str | None, scale: int) -> str:
     """The network's name for tables and titles: ``--model``, else what the file records."""
     if name:

@@ -11,7 +11,8 @@ from ..inference import resolve_device
 from ..upscaling import (DEFAULT_MAX_OUTPUT_PIXELS, OutputExists, Plan, plan_jobs,
                          upscale_file)
 from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble,
-                     add_weights, model_from_options, tile_size)
+                     add_weights, model_from_options, printable_line, scale_or_recorded,
+                     tile_size)
 
 
 def add_parser(sub) -> None:
@@ -19,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--output", help="output file (one input) or folder "
                                           "(default: beside each input, NAME_xS.EXT)")
-    add_scale(p, default=2)
+    add_scale(p, help="scale factor (default: the one --weights records, else 2)")
     p.add_argument("--model", help="network (default: the one --weights records, else the "
                                    "shipped cclnn-t)")
     add_weights(p, WEIGHTS_WITH_SCALE)
@@ -38,7 +39,7 @@ def add_parser(sub) -> None:
 
 
 def _say(kind: str, message: str) -> None:
-    tqdm.write(f"cclnn upscale: {kind}: {message}", file=sys.stderr)
+    tqdm.write(f"cclnn upscale: {kind}: {printable_line(message)}", file=sys.stderr)
 
 
 def _tile_bar(args: argparse.Namespace, position: int):
@@ -80,7 +81,7 @@ def _work(args: argparse.Namespace, plan: Plan, net, device) -> tuple[int, int]:
             continue
         done += 1
         if not many:
-            print(f"{source} -> {target}")
+            print(printable_line(f"{source} -> {target}"))
     bar.close()
     return done, failed
 
@@ -88,6 +89,7 @@ def _work(args: argparse.Namespace, plan: Plan, net, device) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     """Everything checked first (inputs, outputs, sizes), then the network built and run;
     exit 1 if any input failed, 0 when all were upscaled or skipped."""
+    args.scale = scale_or_recorded(args.scale, args.weights)
     plan = plan_jobs(args.inputs, args.output, args.scale, overwrite=args.overwrite,
                      max_output_pixels=args.max_output_pixels or None)
     for message in plan.failed:
