@@ -101,3 +101,14 @@ def tiny_weights(path, name: str = "srcnn", scale: int = 2, **options) -> Path:
     import cclnn
     cclnn.save_weights(cclnn.build_model(name, scale, **options), path)
     return Path(path)
+
+
+def tiny_image_folder(folder, count: int, height: int, width: int, rng, block: int = 1,
+                      prefix: str = "img") -> Path:
+    """``folder`` (made) holding ``count`` PNGs ``PREFIX0.png ...`` of :func:`tiny_image`."""
+    from cclnn.data.images import write_image
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        write_image(folder / f"{prefix}{i}.png", tiny_image(height, width, rng, block=block))
+    return folder

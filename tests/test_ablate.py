@@ -1,5 +1,4 @@
 """cclnn ablate: suites, run configs, resumable execution, tables and the claim verdicts."""
-import dataclasses
 import json
 import signal
 import subprocess
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from cclnn.data.images import write_image
 from cclnn.experiments import AblationError
 from cclnn.experiments.estimate import estimate
 from cclnn.experiments.report import study_facts, validation_curves, write_tables
@@ -22,20 +20,14 @@ from cclnn.experiments.verdicts import check_claim
 from cclnn.stats import compare, holm
 from cclnn.engine.train_config import config_from_dict
 
-from conftest import ROOT, cli_env, run_cli, tiny_image
+from conftest import ROOT, cli_env, run_cli, tiny_image_folder
 
 
 @pytest.fixture
 def data(tmp_path):
     rng = np.random.default_rng(0)
-    train = tmp_path / "train"
-    train.mkdir()
-    for i in range(3):
-        write_image(train / f"t{i}.png", tiny_image(5, 5, rng, block=8))
-    test = tmp_path / "Tiny" / "HR"
-    test.mkdir(parents=True)
-    for i in range(2):
-        write_image(test / f"v{i}.png", tiny_image(24, 20, rng))
+    train = tiny_image_folder(tmp_path / "train", 3, 5, 5, rng, block=8, prefix="t")
+    test = tiny_image_folder(tmp_path / "Tiny" / "HR", 2, 24, 20, rng, prefix="v")
     return train, test.parent
 
 

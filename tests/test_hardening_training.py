@@ -15,7 +15,6 @@ import yaml
 
 from cclnn.cli import main
 from cclnn.config import ConfigError
-from cclnn.data.images import write_image
 from cclnn.engine import checkpoint as checkpoint_module
 from cclnn.engine.checkpoint import CheckpointError, write_checkpoint
 from cclnn.engine.data import TrainPatches, _npy_paths, unreadable_limit
@@ -24,19 +23,14 @@ from cclnn.engine.rundir import RunLock
 from cclnn.engine.train_config import DataConfig, ImageFolders, load_config
 from cclnn.engine.trainer import Trainer, TrainingError
 
-from conftest import ROOT, cli_env, tiny_image
+from conftest import ROOT, cli_env, tiny_image_folder
 
 
 @pytest.fixture
 def images(tmp_path):
     rng = np.random.default_rng(0)
-    folder = tmp_path / "hr"
-    folder.mkdir()
-    for i in range(6):
-        write_image(folder / f"img{i}.png", tiny_image(4, 4, rng, block=6))
-    val = tmp_path / "val" / "HR"
-    val.mkdir(parents=True)
-    write_image(val / "v0.png", tiny_image(24, 24, rng))
+    folder = tiny_image_folder(tmp_path / "hr", 6, 4, 4, rng, block=6)
+    tiny_image_folder(tmp_path / "val" / "HR", 1, 24, 24, rng, prefix="v")
     return folder
 
 

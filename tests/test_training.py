@@ -16,21 +16,16 @@ from cclnn.data.images import write_image
 from cclnn.engine.train_config import load_config
 from cclnn.engine.trainer import Trainer, TrainingError, resume_config
 
-from conftest import ROOT, cli_env, run_cli, tiny_image
+from conftest import ROOT, cli_env, run_cli, tiny_image_folder
 
 
 @pytest.fixture
 def images(tmp_path):
     rng = np.random.default_rng(0)
-    folder = tmp_path / "hr"
-    folder.mkdir()
-    for i in range(6):
-        write_image(folder / f"img{i}.png", tiny_image(6, 7, rng, block=6))  # blocky, learnable
+    folder = tiny_image_folder(tmp_path / "hr", 6, 6, 7, rng, block=6)  # blocky, learnable
     write_image(folder / "small.png", np.zeros((10, 10, 3), np.uint8))  # skipped: too small
-    val = tmp_path / "val" / "HR"  # a small validation set: fast for every network
-    val.mkdir(parents=True)
-    for i in range(2):
-        write_image(val / f"v{i}.png", tiny_image(36, 30, rng))
+    # a small validation set: fast for every network
+    tiny_image_folder(tmp_path / "val" / "HR", 2, 36, 30, rng, prefix="v")
     return folder
 
 
