@@ -297,3 +297,68 @@ def bench_rnan_nonlocal(channels: int = 32, height: int = 160, width: int = 160,
                          {"channels": channels, "height": height, "width": width,
                           "batch": batch}, backward, repeat)
 
+
+
+def _upscale_run(model: str | None, weights: str | None, scale: int, width: int, height: int,
+                 threads: int) -> dict:
+    """One ``upscale_file`` of a synthetic ``width`` x ``height`` photo, file to file, with the
+    time spent inside the network's forward calls and their FLOPs counted on the side."""
+    import resource
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from PIL import Image
+
+    from .factory import SHIPPED, create_model
+    from .upscaling import upscale_file
+    torch.set_num_threads(threads)
+    net = create_model(model or (None if weights else "cclnn-t"), scale, weights or SHIPPED)
+    inside, shapes = [0.0], {}
+
+    def before(module, inputs):
+        module._bench_start = time.perf_counter()
+        shapes[tuple(inputs[0].shape)] = shapes.get(tuple(inputs[0].shape), 0) + 1
+
+    def after(module, inputs, output):
+        inside[0] += time.perf_counter() - module._bench_start
+    hooks = [net.register_forward_pre_hook(before), net.register_forward_hook(after)]
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (max(1, height // 8), max(1, width // 8), 3), np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "photo.png", Path(tmp) / "photo_sr.png"
+        Image.fromarray(base).resize((width, height), Image.BILINEAR).save(source)
+        start_usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        upscale_file(source, target, net, scale, device=torch.device("cpu"))
+        wall = time.perf_counter() - start
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+    for hook in hooks:
+        hook.remove()
+    gflop = sum(count * count_gflop(net, torch.zeros(shape)) for shape, count in shapes.items())
+    output_mp = width * height * scale * scale / 1e6
+    return {"model": net.info.name, "scale": scale, "size": [width, height], "threads": threads,
+            "wall_seconds": wall, "seconds_per_mp": wall / output_mp, "gflop": gflop,
+            "gflops": gflop / wall, "network_seconds": inside[0], "tiles": sum(shapes.values()),
+            "user_seconds": usage.ru_utime - start_usage.ru_utime,
+            "system_seconds": usage.ru_stime - start_usage.ru_stime,
+            "minor_faults": usage.ru_minflt - start_usage.ru_minflt}
+
+
+def bench_upscale(width: int, height: int, scale: int, model: str | None = None,
+                  weights: str | None = None, threads: int | None = None) -> dict:
+    """``cclnn upscale`` end to end (decode, tiles, network, blending, encode) on the CPU in
+    a fresh process: seconds per output megapixel, GFLOP/s against this machine's matmul rate
+    at the same thread count, user/system time, peak memory, and the network's own share."""
+    import torch
+    threads = threads or torch.get_num_threads()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        reference = matmul_gflops()
+    finally:
+        torch.set_num_threads(previous)
+    result = in_child("_upscale_run", model=model, weights=weights, scale=scale, width=width,
+                      height=height, threads=threads)
+    result["matmul_gflops"] = reference
+    result["matmul_fraction"] = result["gflops"] / reference
+    return result

@@ -42,6 +42,17 @@ def add_parser(sub) -> None:
     q.add_argument("--repeat", type=POSITIVE, default=3)
     add_json(q)
     q.set_defaults(func=run)
+    q = bench_sub.add_parser("upscale", help="cclnn upscale end to end on the CPU: seconds per "
+                             "output megapixel, GFLOP/s, user/system time, memory")
+    q.add_argument("--size", type=POSITIVE, nargs=2, default=[1000, 1000], metavar=("W", "H"),
+                   help="LR image size (default 1000 1000)")
+    add_scale(q, default=2)
+    q.add_argument("--model", help="network (default: the one --weights records, else the "
+                                   "shipped cclnn-t)")
+    q.add_argument("--weights", help="weights file (default: the shipped weights)")
+    q.add_argument("--threads", type=POSITIVE, help="torch threads (default: torch's)")
+    add_json(q)
+    q.set_defaults(func=run)
     q = bench_sub.add_parser("train", help="seconds per training step: data vs compute")
     q.add_argument("--config", required=True)
     q.add_argument("--steps", type=POSITIVE, default=20)
@@ -100,6 +111,30 @@ def _run_paths(args: argparse.Namespace) -> int:
     return 0
 
 
+UPSCALE_JSON = ("seconds_per_mp", "gflops", "matmul_fraction", "user_seconds", "system_seconds",
+                "peak_mb", "network_seconds", "threads")
+
+
+def _run_upscale(args: argparse.Namespace) -> int:
+    from ..speed import bench_upscale  # loaded when run, not for --help
+    r = bench_upscale(args.size[0], args.size[1], args.scale, args.model, args.weights,
+                      args.threads)
+    if args.json:
+        print(json.dumps({k: r[k] for k in UPSCALE_JSON}))
+        return 0
+    print(f"upscale {r['model']} x{r['scale']}, {r['size'][0]}x{r['size'][1]} LR, "
+          f"{r['threads']} thread(s), {r['tiles']} tile(s): {r['wall_seconds']:.1f} s = "
+          f"{r['seconds_per_mp']:.2f} s per output megapixel")
+    print(f"  network {r['network_seconds']:.1f} s ({100 * r['network_seconds'] / r['wall_seconds']:.0f} %"
+          f" of the time); {r['gflop']:.0f} GFLOP, {r['gflops']:.1f} GFLOP/s = "
+          f"{100 * r['matmul_fraction']:.0f} % of this machine's matmul "
+          f"({r['matmul_gflops']:.1f} GFLOP/s at {r['threads']} thread(s))")
+    print(f"  user {r['user_seconds']:.1f} s, system {r['system_seconds']:.1f} s "
+          f"({100 * r['system_seconds'] / max(r['user_seconds'], 1e-9):.1f} % of user), "
+          f"{r['minor_faults']} minor page faults, peak {r['peak_mb']:.0f} MB")
+    return 0
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from ..speed import bench_train  # loaded when run, not for --help
     r = bench_train(args.config, args.steps, args.warmup, args.overrides)
@@ -134,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_paths(args)
     if args.what == "train":
         return _run_train(args)
+    if args.what == "upscale":
+        return _run_upscale(args)
     if args.what == "resize":
         return _run_resize(args)
     raise ValueError(args.what)
