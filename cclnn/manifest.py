@@ -263,15 +263,17 @@ def git_blob_id(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_file(entry: PretrainedFile, path: Path) -> str:
+def verify_file(entry: PretrainedFile, path: Path, shown: Optional[str] = None) -> str:
     """What was verified of ``path`` against the entry (one phrase); a one-line
-    :class:`ChecksumError` naming the expected and actual hash otherwise."""
+    :class:`ChecksumError` naming the file (``shown``, else ``path``) and the expected and
+    actual hash otherwise."""
+    shown = shown or str(path)
     if entry.sha256 or entry.sha256_prefix:
         digest = sha256_of(path)
         expected = entry.sha256 or entry.sha256_prefix
         if not digest.startswith(expected):
             what = "" if entry.sha256 else " (first 8 hex digits, from the official file name)"
-            raise ChecksumError(f"{path}: SHA-256 mismatch: expected {expected}{what}, "
+            raise ChecksumError(f"{shown}: SHA-256 mismatch: expected {expected}{what}, "
                                 f"got {digest}")
         if entry.sha256:
             return "SHA-256 verified"
@@ -280,10 +282,10 @@ def verify_file(entry: PretrainedFile, path: Path) -> str:
     if entry.git_blob:
         blob = git_blob_id(path)
         if blob != entry.git_blob:
-            raise ChecksumError(f"{path}: git blob id mismatch: expected {entry.git_blob} (the "
+            raise ChecksumError(f"{shown}: git blob id mismatch: expected {entry.git_blob} (the "
                                 f"official repository's), got {blob}")
         return "git blob id verified against the official repository's tree (SHA-1)"
-    raise ChecksumError(f"{path}: {entry.label} has no hash to verify it with")
+    raise ChecksumError(f"{shown}: {entry.label} has no hash to verify it with")
 
 
 def _stderr(message: str) -> None:
@@ -316,7 +318,7 @@ def fetch_pretrained(entry: PretrainedFile, *, url_base: Optional[str] = None,
         download(url, staged, size=entry.size, max_size=max_download_size(entry), log=log,
                  progress=progress, retries=retries, timeout=timeout, backoff=backoff)
     try:
-        checked = verify_file(entry, staged)
+        checked = verify_file(entry, staged, f"{entry.filename} ({entry.label})")
     except ChecksumError as exc:
         staged.unlink(missing_ok=True)
         raise ChecksumError(f"{exc}; the download from {url} was deleted, nothing cached") \
