@@ -93,6 +93,10 @@ def git_blob(data: bytes) -> str:
 
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
+    yield from serve_tiny_manifest(tmp_path, monkeypatch)
+
+
+def serve_tiny_manifest(tmp_path, monkeypatch):
     """A manifest of tiny EDSR-baseline files (one per way of checking) and a manual RCAN
     entry, served over loopback; the cache in ``tmp_path/cache``."""
     monkeypatch.setenv("CCLNN_CACHE", str(tmp_path / "cache"))

@@ -7,7 +7,12 @@ import pytest
 from cclnn import manifest as M
 from cclnn.cli import main
 from conftest import tiny_image
-from test_manifest import SMALL, cache_files, tiny  # noqa: F401  (tiny: the fixture)
+from test_manifest import SMALL, cache_files, serve_tiny_manifest
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    yield from serve_tiny_manifest(tmp_path, monkeypatch)
 
 
 def one_error_line(capsys, command: str) -> str:
