@@ -16,11 +16,13 @@ from torch import nn
 from .inference import resolve_device
 from .config import ConfigError
 from .data.layout import SCALES
+from .manifest import find_pretrained, how_to_get, pretrained_path
 from .models.registry import build_model, model_config
 from .weights import (WeightsError, list_shipped_weights, load_state, read_weights,
                       shipped_weights)
 
 SHIPPED = "shipped"  # ``weights=SHIPPED``: the weights that ship inside the package
+PRETRAINED = "pretrained"  # ``weights=PRETRAINED``: the manifest's file, fetched on first use
 
 Weights = Union[None, str, os.PathLike]
 
@@ -32,13 +34,19 @@ class NoShippedWeights(WeightsError):
         self.name, self.scale = name, scale
         shipped = "; ".join(f"{n} " + ", ".join(f"x{s}" for s in scales)
                             for n, scales in list_shipped_weights().items())
+        self.how_to_get = how_to_get(name, scale)
         super().__init__(f"no weights ship with cclnn for '{name}' at x{scale} "
-                         f"(shipped: {shipped or 'none'})")
+                         f"(shipped: {shipped or 'none'}); {self.how_to_get}")
 
 
 def weights_path(name: str | None, scale: int, weights: Union[str, os.PathLike]) -> Path:
     """The file ``weights`` means for ``name`` at ``scale``: the shipped one for the string
-    ``"shipped"``, else the path with ``{scale}`` replaced."""
+    ``"shipped"``, the manifest's (fetched and checked) for ``"pretrained"``, else the path
+    with ``{scale}`` replaced."""
+    if isinstance(weights, str) and weights == PRETRAINED:
+        if name is None:
+            raise WeightsError("the pretrained weights need a network name")
+        return pretrained_path(name, scale)
     if isinstance(weights, str) and weights == SHIPPED:
         if name is None:
             raise WeightsError("the shipped weights need a network name")
@@ -67,7 +75,10 @@ def create_model(name: str | None, scale: int, weights: Weights = None,
 
     ``weights``: ``None`` for a random initialisation (as :func:`cclnn.build_model`),
     ``"shipped"`` for the weights that ship with cclnn (a :class:`NoShippedWeights` error
-    naming those that do if there are none), or a file (``{scale}`` in its name is replaced)
+    naming those that do, and the pretrained ones, if there are none), ``"pretrained"`` for
+    the file :mod:`cclnn.manifest` lists for ``name`` at ``scale`` (fetched into the cache on
+    first use, checked against its hash, built with its options), or a file (``{scale}`` in
+    its name is replaced)
     read by the safe loader :func:`cclnn.load_weights` (strict: every key must fit).
     A file that records its network (saved by cclnn) is built as recorded: its options are
     the base that ``options`` override, ``name`` may be ``None``, and a ``name`` or ``scale``
@@ -83,6 +94,8 @@ def create_model(name: str | None, scale: int, weights: Weights = None,
     else:
         if scale not in SCALES:  # the request is checked before any file is read
             raise ConfigError(f"scale must be one of {SCALES}, got {scale!r}")
+        if isinstance(weights, str) and weights == PRETRAINED and name is not None:
+            options = {**find_pretrained(name, scale).options, **options}
         if name is not None:
             model_config(name, **options)
         path = weights_path(name, scale, weights)
@@ -101,5 +114,5 @@ def create_model(name: str | None, scale: int, weights: Weights = None,
     return model.to(device).eval()
 
 
-__all__ = ["SHIPPED", "NoShippedWeights", "UnnamedNetwork", "WrongNetwork", "create_model",
-           "weights_path"]
+__all__ = ["PRETRAINED", "SHIPPED", "NoShippedWeights", "UnnamedNetwork", "WrongNetwork",
+           "create_model", "weights_path"]

@@ -55,7 +55,10 @@ def test_missing_shipped_weights_is_one_line_naming_what_ships():
     with pytest.raises(NoShippedWeights) as error:
         cclnn.create_model("edsr-baseline", 2, "shipped", **SMALL_EDSR)
     assert str(error.value) == ("no weights ship with cclnn for 'edsr-baseline' at x2 "
-                                "(shipped: cclnn-t x2, x3, x4)")
+                                "(shipped: cclnn-t x2, x3, x4); pretrained: "
+                                "edsr_baseline_x2-1bc95232.pt from the official EDSR-PyTorch "
+                                "model zoo (--weights pretrained, or cclnn weights fetch "
+                                "edsr-baseline --scale 2)")
     assert isinstance(error.value, WeightsError)
 
 
@@ -113,8 +116,10 @@ def test_name_scale_and_options_are_checked_before_weights():
 def test_commands_name_the_weights_option_in_their_errors(tmp_path):
     with pytest.raises(WeightsError) as error:
         model_from_options("srcnn", 2, None)
-    assert str(error.value) == ("--weights: required for model 'srcnn' at x2 (no weights ship "
-                                "with cclnn for it)")
+    assert str(error.value) == ("--weights: required for model 'srcnn' at x2: no weights ship "
+                                "with cclnn for it; no pretrained weights are known for 'srcnn'; "
+                                "networks with pretrained weights: a2n, cclnn-t, divanet, edsr, "
+                                "edsr-baseline, nlsn, rcan, rnan (cclnn weights list)")
     with pytest.raises(WeightsError, match="^--weights: several scales need one file each"):
         model_from_options("srcnn", 2, "w.pt", n_scales=2)
     with pytest.raises(ConfigError, match="unknown model 'srcnnn'"):  # the name comes first

@@ -5,12 +5,12 @@ import argparse
 from importlib.metadata import PackageNotFoundError, version
 
 from . import (ablate, bench, compare, data, demo, export, lam, models, plot, score, stats, test,
-               train, upscale)
+               train, upscale, weights)
 from .common import OneLineParser, run_command
 
 # in the order ``cclnn --help`` lists them; each module adds its parser and sets ``func``
 COMMANDS = (models, demo, upscale, test, score, train, export, ablate, stats, bench, lam,
-            compare, plot, data)
+            compare, plot, data, weights)
 
 
 def package_version() -> str:

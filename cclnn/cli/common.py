@@ -15,8 +15,9 @@ from tqdm import tqdm
 
 from ..data.layout import SCALES, SCALES_TEXT
 from ..errors import CclnnError
-from ..factory import (SHIPPED, NoShippedWeights, UnnamedNetwork, WrongNetwork, create_model,
-                       weights_path)
+from ..factory import (PRETRAINED, SHIPPED, NoShippedWeights, UnnamedNetwork, WrongNetwork,
+                       create_model, weights_path)
+from ..manifest import PretrainedError
 from ..weights import WeightsError, read_origin
 
 DEFAULT_MODEL = "cclnn-t"  # the network of `cclnn upscale` without --model or --weights
@@ -98,7 +99,9 @@ def add_scale(parser: argparse.ArgumentParser, **options) -> None:
     parser.add_argument("--scale", type=scale_factor, **options)
 
 
-WEIGHTS_WITH_SCALE = "weights file; '{scale}' in the path is replaced"
+WEIGHTS_WITH_SCALE = ("weights file ('{scale}' in the path is replaced), or 'pretrained': the "
+                      "network's official weights, fetched on first use (cclnn weights list)")
+NAMED_WEIGHTS = (SHIPPED, PRETRAINED)  # --weights words that name no file
 
 
 def add_weights(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -109,19 +112,24 @@ def model_from_options(name: str | None, scale: int, weights: str | None,
                        device: str | torch.device = "cpu", n_scales: int = 1) -> nn.Module:
     """The network of ``--model NAME`` / ``--weights FILE`` at ``scale``, from
     :func:`cclnn.create_model`: without ``--weights`` the shipped weights (of cclnn-t without
-    ``--model``); a file that records its network is built as recorded, so ``--model`` may
+    ``--model``); ``--weights pretrained`` the manifest's file for ``--model``, fetched on
+    first use; a file that records its network is built as recorded, so ``--model`` may
     be omitted; with ``n_scales`` scales the file name must hold ``{scale}``. The errors name
     the option."""
-    if weights and n_scales > 1 and "{scale}" not in weights:
+    if weights and weights not in NAMED_WEIGHTS and n_scales > 1 and "{scale}" not in weights:
         raise WeightsError("--weights: several scales need one file each; put '{scale}' in "
                            "the path (e.g. model_x{scale}.pt)")
     if not weights:
         name = name or DEFAULT_MODEL
+    elif weights in NAMED_WEIGHTS and not name:
+        raise WeightsError(f"--model: required with --weights {weights} (which network's?)")
     try:
         return create_model(name, scale, weights or SHIPPED, device=device)
-    except NoShippedWeights:
-        raise WeightsError(f"--weights: required for model '{name}' at x{scale} "
-                           f"(no weights ship with cclnn for it)") from None
+    except NoShippedWeights as exc:
+        raise WeightsError(f"--weights: required for model '{name}' at x{scale}: no weights "
+                           f"ship with cclnn for it; {exc.how_to_get}") from None
+    except PretrainedError as exc:
+        raise WeightsError(f"--weights {weights}: {exc}") from None
     except UnnamedNetwork as exc:
         raise WeightsError(f"--model: required: {exc}") from None
     except WrongNetwork as exc:
@@ -136,7 +144,7 @@ def scale_or_recorded(scale: int | None, weights: str | None, default: int = 2) 
     """``--scale`` if given, else the scale the ``--weights`` file records, else ``default``."""
     if scale is not None:
         return scale
-    if weights and "{scale}" not in weights:
+    if weights and weights not in NAMED_WEIGHTS and "{scale}" not in weights:
         origin = read_origin(weights_path(None, default, weights))
         if origin is not None:
             return origin.scale
@@ -149,6 +157,8 @@ def model_label(name: str | None, weights: str | None, scale: int) -> str:
         return name
     if not weights:
         return DEFAULT_MODEL
+    if weights in NAMED_WEIGHTS:
+        raise WeightsError(f"--model: required with --weights {weights} (which network's?)")
     origin = read_origin(weights_path(None, scale, weights))
     return origin.name if origin else Path(weights).stem
 
