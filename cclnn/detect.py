@@ -9,8 +9,9 @@ device (no memory), and kept only if its state dict has exactly the file's keys 
 (as :func:`cclnn.weights.load_state` would map them). Guessing is therefore never trusted:
 only what verifies is a candidate.
 
-Of several candidates, the one needing the fewest options beyond its registry defaults wins
-(then the earliest registered: a family's base network). Registry sizes that differ only in
+Of several candidates, a registry size taken as it is wins; a file of no registry size is
+the family's first-registered network (``edsr``, ``cclnn``, ``rcan``, ...) with the options it
+needs (else the name needing the fewest). Registry sizes that differ only in
 training (``aux_loss``: ``cclnn-l``, ``cclnn-tsparse``, ``cclnn-nsparse``) are the same network
 for inference, so the first stands for all; two that would compute different things are an
 :class:`AmbiguousWeights` error listing them. The scale is in the upsampler's shapes except
@@ -49,7 +50,12 @@ SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9]|bi)x([234])(?![0-9])", re.IGNORECASE
 
 
 class AmbiguousWeights(WeightsError):
-    """The tensors fit several networks (or scales) that would compute different things."""
+    """The tensors fit several networks (or scales) that would compute different things;
+    ``candidates``: what they fit."""
+
+    def __init__(self, message: str, candidates: tuple["Candidate", ...]):
+        super().__init__(message)
+        self.candidates = candidates
 
 
 @dataclass(frozen=True)
@@ -315,14 +321,21 @@ def detect(state: State, path: str | os.PathLike = "<memory>",
         names = sorted({c.name for c, _ in found})
         raise AmbiguousWeights(f"{path}: the weights fit {', '.join(names)} at "
                                f"{', '.join(f'x{s}' for s in scales)} alike (the scale is not in "
-                               "their shapes nor in the file name); give the scale")
+                               "their shapes nor in the file name); give the scale",
+                               tuple(c for c, _ in found))
     at_scale = [(c, read) for c, read in found if c.scale == chosen]
     return _choose(at_scale, path, scale_from)
 
 
 def _choose(found: list[tuple[Candidate, tuple]], path, scale_from: str) -> Detection:
     order = {name: i for i, name in enumerate(list_models())}
-    found.sort(key=lambda pair: (len(pair[0].options), order[pair[0].name]))
+    bases = {get_entry(name).build: name for name in reversed(list_models())}
+
+    def preference(pair: tuple[Candidate, tuple]) -> tuple:
+        c = pair[0]  # a registry size as it is, else the family's first name, else the closest
+        return bool(c.options), bases[get_entry(c.name).build] != c.name, len(c.options), \
+            order[c.name]
+    found.sort(key=preference)
     best, read = found[0]
     best_config = _inference_fields(model_config(best.name, **dict(best.options)))
     same, rivals = [], []
@@ -334,7 +347,7 @@ def _choose(found: list[tuple[Candidate, tuple]], path, scale_from: str) -> Dete
     if rivals:
         raise AmbiguousWeights(f"{path}: the weights fit several networks that compute "
                                f"different things: {'; '.join(c.label() for c in [best, *rivals])}"
-                               "; name the network")
+                               "; name the network", tuple(c for c, _ in found))
     return Detection(best.name, best.scale, dict(best.options), read, scale_from,
                      tuple(c.name for c in same), tuple(c for c, _ in found))
 
@@ -356,7 +369,8 @@ def detect_origin(state: State, path: str | os.PathLike, name: str | None = None
     if found is None:
         return None
     guessed = [f for f in found.unread if f not in TRAINING_ONLY]
-    if found.options and guessed:  # not a registry size: its defaults are a guess
+    contradicted = (name or found.name) != found.name or (scale or found.scale) != found.scale
+    if found.options and guessed and not contradicted:  # no registry size: defaults guessed
         config = found.config
         warnings.warn(f"{path}: no record of its network; its tensors are "
                       f"{found.candidate().label()}; not in the weights, defaults used: "
