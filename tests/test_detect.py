@@ -17,10 +17,6 @@ from cclnn.weights import read_weights, rename_keys, unwrap_state_dict
 A2N_OFFICIAL = Path("/work/shared/weights/a2n/aan_x2.pt")
 
 
-def _index(shift: int):
-    return lambda m: f"{m.group(1)}{int(m.group(2)) + shift}."
-
-
 # Our key names -> the official ones: each rename table applied backwards, by hand.
 RESBLOCK = [(r"\.conv1\.(weight|bias)$", r".body.0.\1"), (r"\.conv2\.(weight|bias)$", r".body.2.\1")]
 NLSA = [(r"\.conv_(match|assembly)\.(weight|bias)$", r".conv_\1.0.\2")]
@@ -28,11 +24,11 @@ RCAN = RESBLOCK + [(r"\.ca\.squeeze\.", ".body.3.conv_du.0."),
                    (r"\.ca\.excite\.", ".body.3.conv_du.2.")]
 A2N = [(r"\.conv_in\.", ".conv_first."), (r"\.conv_out\.", ".conv_last."),
        (r"\.branch_weights\.", ".ADM."), (r"^head\.", "conv_first."), (r"^blocks\.", "AAB_trunk."),
-       (r"^body_conv\.", "trunk_conv."), (r"^(upsample\.)(\d+)\.conv\.", "UPCONV"),
+       (r"^body_conv\.", "trunk_conv."),
+       (r"^upsample\.(\d+)\.conv\.", lambda m: f"upconv{int(m.group(1)) + 1}."),
        (r"^upsample\.(\d+)\.pa\.", lambda m: f"att{int(m.group(1)) + 1}.conv."),
        (r"^upsample\.(\d+)\.hr_conv\.", lambda m: f"HRconv{int(m.group(1)) + 1}."),
        (r"^tail\.", "conv_last.")]
-A2N[6] = (r"^upsample\.(\d+)\.conv\.", lambda m: f"upconv{int(m.group(1)) + 1}.")
 DIVANET = [(r"^(sub|add)_mean\.", r"\1_mean.shifter."),
            (r"\.parametrizations\.weight\.original0$", ".weight_g"),
            (r"\.parametrizations\.weight\.original1$", ".weight_v"),

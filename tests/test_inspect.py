@@ -66,6 +66,7 @@ def test_a_file_of_no_registry_network_or_of_unknown_scale_is_one_line(tmp_path,
     assert main(["upscale", str(source), "--weights", str(weights)]) == 2
     err = _one_error_line(capsys)
     assert "x2, x3" in err and "give the scale" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a2n.pt", "mystery.pt", "photo.png"]
     assert main(["upscale", str(source), "--weights", str(weights), "--scale", "3"]) == 0
     assert Image.open(tmp_path / "photo_x3.png").size == (18, 18)
 
