@@ -16,6 +16,7 @@ from torch import nn
 from .inference import resolve_device
 from .config import ConfigError
 from .data.layout import SCALES
+from .detect import describe_state, detect_origin
 from .manifest import find_pretrained, how_to_get, pretrained_path
 from .models.registry import build_model, model_config
 from .weights import (WeightsError, list_shipped_weights, load_state, read_weights,
@@ -39,10 +40,12 @@ class NoShippedWeights(WeightsError):
                          f"(shipped: {shipped or 'none'}); {self.how_to_get}")
 
 
-def weights_path(name: str | None, scale: int, weights: Union[str, os.PathLike]) -> Path:
+def weights_path(name: str | None, scale: int | None, weights: Union[str, os.PathLike]) -> Path:
     """The file ``weights`` means for ``name`` at ``scale``: the shipped one for the string
     ``"shipped"``, the manifest's (fetched and checked) for ``"pretrained"``, else the path
     with ``{scale}`` replaced."""
+    if scale is None and (weights in (SHIPPED, PRETRAINED) or "{scale}" in os.fspath(weights)):
+        raise ConfigError(f"scale: needed to choose the weights file of '{weights}'")
     if isinstance(weights, str) and weights == PRETRAINED:
         if name is None:
             raise WeightsError("the pretrained weights need a network name")
@@ -69,7 +72,7 @@ class UnnamedNetwork(WeightsError):
     """No network name was given and the weights file does not record one."""
 
 
-def create_model(name: str | None, scale: int, weights: Weights = None,
+def create_model(name: str | None, scale: int | None, weights: Weights = None,
                  device: Union[str, torch.device] = "cpu", **options) -> nn.Module:
     """Network ``name`` for upscaling factor ``scale``, ready to run: in eval mode on ``device``.
 
@@ -82,7 +85,10 @@ def create_model(name: str | None, scale: int, weights: Weights = None,
     read by the safe loader :func:`cclnn.load_weights` (strict: every key must fit).
     A file that records its network (saved by cclnn) is built as recorded: its options are
     the base that ``options`` override, ``name`` may be ``None``, and a ``name`` or ``scale``
-    it contradicts is a :class:`WrongNetwork` error.
+    it contradicts is a :class:`WrongNetwork` error. A file without a record (an official
+    checkpoint) that does not fit ``name`` as asked is built as what its tensors' names and
+    shapes are (:func:`cclnn.detect.detect`: network, options and, where ``scale`` is ``None``,
+    the scale); a ``name`` or ``scale`` that contradicts that is a :class:`WrongNetwork` error.
     ``device``: a ``torch.device`` or a name (``"auto"`` picks CUDA when available); the
     weights are loaded on the CPU first. ``options`` override fields of the network's config,
     as for :func:`cclnn.build_model`. The network's facts: :func:`cclnn.models.describe`.
@@ -92,7 +98,7 @@ def create_model(name: str | None, scale: int, weights: Weights = None,
             raise WeightsError("create_model: a network name or a weights file is needed")
         model = build_model(name, scale, **options)
     else:
-        if scale not in SCALES:  # the request is checked before any file is read
+        if scale is not None and scale not in SCALES:  # checked before any file is read
             raise ConfigError(f"scale must be one of {SCALES}, got {scale!r}")
         if isinstance(weights, str) and weights == PRETRAINED and name is not None:
             options = {**find_pretrained(name, scale).options, **options}
@@ -100,14 +106,17 @@ def create_model(name: str | None, scale: int, weights: Weights = None,
             model_config(name, **options)
         path = weights_path(name, scale, weights)
         state, origin = read_weights(path)
+        if origin is None:
+            origin = detect_origin(state, path, name, scale, options)
         if origin is not None:
             if name is not None and name != origin.name:
                 raise WrongNetwork(path, "model", f"model '{origin.name}'", f"'{name}'")
-            if scale != origin.scale:
+            if scale is not None and scale != origin.scale:
                 raise WrongNetwork(path, "scale", f"x{origin.scale}", f"x{scale}")
-            name, options = origin.name, {**origin.options, **options}
+            name, scale, options = origin.name, origin.scale, {**origin.options, **options}
         elif name is None:
-            raise UnnamedNetwork(f"{path}: the file does not record which network it holds")
+            raise UnnamedNetwork(f"{path}: the file does not record which network it holds, "
+                                 f"and no registry network fits it ({describe_state(state)})")
         model = load_state(build_model(name, scale, **options), state, path)
     if isinstance(device, str):
         device = resolve_device(device)

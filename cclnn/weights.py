@@ -97,12 +97,21 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return read_weights(path)[0]
 
 
-def read_origin(path: str | os.PathLike) -> WeightsOrigin | None:
-    """The network ``path`` records (a safetensors file: from its header alone)."""
+def read_origin(path: str | os.PathLike, detect: bool = True) -> WeightsOrigin | None:
+    """The network ``path`` records (a safetensors file: from its header alone); for a file
+    without a record (an official checkpoint), with ``detect``, the registry network its
+    tensors' names and shapes fit (:func:`cclnn.detect.detect`), ``None`` if none does."""
     path = Path(path)
     if _file_format(path) == "safetensors":
-        return _origin_from_header(path)
-    return read_weights(path)[1]
+        origin = _origin_from_header(path)
+        if origin is not None or not detect:
+            return origin
+    state, origin = read_weights(path)
+    if origin is None and detect:
+        from .detect import detect  # it builds on this module
+        found = detect(state, path)
+        origin = None if found is None else found.origin()
+    return origin
 
 
 def _file_format(path: Path) -> str:

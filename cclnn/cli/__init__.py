@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 from importlib.metadata import PackageNotFoundError, version
 
-from . import (ablate, bench, compare, data, demo, export, lam, models, plot, score, stats, test,
-               train, upscale, weights)
+from . import (ablate, bench, compare, data, demo, export, inspect, lam, models, plot, score,
+               stats, test, train, upscale, weights)
 from .common import OneLineParser, run_command
 
 # in the order ``cclnn --help`` lists them; each module adds its parser and sets ``func``
-COMMANDS = (models, demo, upscale, test, score, train, export, ablate, stats, bench, lam,
-            compare, plot, data, weights)
+COMMANDS = (models, inspect, demo, upscale, test, score, train, export, ablate, stats, bench,
+            lam, compare, plot, data, weights)
 
 
 def package_version() -> str:
