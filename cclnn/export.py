@@ -161,7 +161,7 @@ def export_copy(model: nn.Module) -> nn.Module:
     return copied
 
 
-def test_images(size: tuple[int, int]) -> list[torch.Tensor]:
+def check_images(size: tuple[int, int]) -> list[torch.Tensor]:
     """The inputs an export is checked on: Set5's butterfly at ``size`` (h, w; mirrored where
     the image is smaller) and a batch of two at a second size, so that an export fixed to one
     size or batch fails its check instead of shipping."""
@@ -211,8 +211,8 @@ def _onnx_runner(model: nn.Module, sample: torch.Tensor, path: Path):
 def _torchscript_runner(model: nn.Module, sample: torch.Tensor, path: Path):
     """Write ``model`` traced as TorchScript to ``path``; return the file loaded again."""
     traced = _quietly(lambda: torch.jit.trace(model, sample, check_trace=False))
-    torch.jit.save(traced, str(path))
-    return torch.jit.load(str(path))
+    _quietly(lambda: torch.jit.save(traced, str(path)))
+    return _quietly(lambda: torch.jit.load(str(path)))
 
 
 def _difference(run, model: nn.Module, x: torch.Tensor) -> float:
@@ -232,7 +232,7 @@ def _difference(run, model: nn.Module, x: torch.Tensor) -> float:
 def export_network(model: nn.Module, path: str | os.PathLike, fmt: str, label: str,
                    size: tuple[int, int] = (48, 40)) -> ExportCheck:
     """``model`` exported as ``fmt`` ("onnx" or "torchscript") to ``path``, written (atomically,
-    replacing it) only after the exported file, run on :func:`test_images` of ``size``,
+    replacing it) only after the exported file, run on :func:`check_images` of ``size``,
     matched PyTorch within :data:`TOLERANCE`. ``label`` names the network in errors."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -242,7 +242,7 @@ def export_network(model: nn.Module, path: str | os.PathLike, fmt: str, label: s
                           f"torchscript (traced for the --size it is exported at)")
     model = model.float().cpu().eval()
     traceable = export_copy(model)
-    images = test_images(size)
+    images = check_images(size)
     path = Path(path)
     with atomic_path(path) as tmp:
         writer = _onnx_runner if fmt == "onnx" else _torchscript_runner
