@@ -26,8 +26,9 @@ after :mod:`cclnn.data.images` decoded them):
 
 Re-runs are idempotent. An input ``STEM_xN.EXT`` (N a number) or ``STEM_SUFFIX.EXT`` (the
 run's suffix) beside a ``STEM.*`` in the same input set is the output of an earlier run and
-is not upscaled again (name it alone to upscale it); an existing output is skipped and
-counted as skipped; an input is never an output of the same command, and two inputs never
+is not upscaled again (name it alone to upscale it; outputs of a run with another
+``suffix`` are recognised only when that suffix is given again); an existing output is
+skipped and counted as skipped; an input is never an output of the same command, and two inputs never
 share an output.
 """
 from __future__ import annotations
