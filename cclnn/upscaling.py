@@ -28,8 +28,8 @@ Re-runs are idempotent. An input ``STEM_xN.EXT`` (N a number) or ``STEM_SUFFIX.E
 run's suffix) beside a ``STEM.*`` in the same input set is the output of an earlier run and
 is not upscaled again (name it alone to upscale it; outputs of a run with another
 ``suffix`` are recognised only when that suffix is given again); an existing output is
-skipped and counted as skipped; an input is never an output of the same command, and two inputs never
-share an output.
+skipped and counted as skipped; an input is never an output of the same command, and two
+inputs never share an output.
 """
 from __future__ import annotations
 
@@ -218,8 +218,8 @@ def upscale_file(source: Path, target: Path, net, scale: int, *, overwrite: bool
                  max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
                  outscale: float | None = None, **options) -> None:
     """``source`` upscaled into ``target`` (format by suffix), resized to ``outscale`` times
-    the input if given; ``options`` as :func:`upscale_array`'s. :class:`OutputExists` when ``target`` exists (or appears while
-    computing) and ``overwrite`` is off."""
+    the input if given; ``options`` as :func:`upscale_array`'s. :class:`OutputExists` when
+    ``target`` exists (or appears while computing) and ``overwrite`` is off."""
     if target.exists() and not overwrite:
         raise OutputExists(f"{target}: exists (use --overwrite to replace it)")
     width, height = image_size(source, None)
