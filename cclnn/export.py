@@ -20,6 +20,7 @@ and written only when both match PyTorch within ``TOLERANCE`` on [0, 255].
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import math
 import os
@@ -194,7 +195,8 @@ def _quietly(action):
 def _onnx_runner(model: nn.Module, sample: torch.Tensor, path: Path):
     """Write ``model`` as ONNX to ``path``; return a function running the file (onnxruntime)."""
     try:
-        import onnx  # noqa: F401  (the exporter needs it)
+        if importlib.util.find_spec("onnx") is None:  # torch's exporter imports it itself
+            raise ImportError("onnx")
         import onnxruntime
     except ImportError:
         raise ExportError("--format onnx needs the onnx and onnxruntime packages "
