@@ -129,10 +129,27 @@ def tiled(net: Net, x: torch.Tensor, scale: int, tile: int, overlap: int) -> tor
     return torch.cat(list(bands), 2)
 
 
-def model_runner(model: torch.nn.Module, device: torch.device) -> Net:
-    """``net(x)`` that runs ``model`` on ``device`` and returns CPU float output."""
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: float32); fp16 is refused on
+    the CPU, where its kernels are missing or slower than float32."""
+    if precision not in PRECISIONS:
+        raise CclnnError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise CclnnError("--precision fp16: not on the CPU (use bf16 or fp32 there, fp16 with "
+                         "--device cuda)")
+    return PRECISIONS[precision]
+
+
+def model_runner(model: torch.nn.Module, device: torch.device,
+                 dtype: torch.dtype | None = None) -> Net:
+    """``net(x)`` that runs ``model`` on ``device`` (under autocast to ``dtype`` if given) and
+    returns CPU float output."""
     def run(x: torch.Tensor) -> torch.Tensor:
-        return model(x.to(device)).float().cpu()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return model(x.to(device)).float().cpu()
     return run
 
 
@@ -162,7 +179,7 @@ def _band_rows(bands: Iterator[torch.Tensor], out: np.ndarray) -> None:
 @torch.inference_mode()
 def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
                   tile: int | None = None, overlap: int = 16, ensemble: bool = False,
-                  device: torch.device | str = "cpu",
+                  device: torch.device | str = "cpu", precision: str = "fp32",
                   on_tile: Callable[[], None] | None = None) -> np.ndarray:
     """uint8 H x W x 3 LR -> uint8 sH x sW x 3 SR with ``model`` in eval mode on ``device``.
 
@@ -171,14 +188,16 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
     whole. Tiled, the float work is one band of tiles and the result is written into the
     uint8 output band by band; self-ensembling then averages the 8 flips/rotations of each
     tile, so it stays within one tile's memory too. ``on_tile`` is called after each tile.
+    ``precision``: "fp32", or "bf16"/"fp16" under autocast (fp16 not on the CPU).
     """
     if tile is None:
         info = describe(model)
         tile = info.max_tile if info else None
     device = torch.device(device)
+    dtype = autocast_dtype(precision, device)
     h, w = lr.shape[:2]
     with on_device(model.eval(), device):
-        run = model_runner(model, device)
+        run = model_runner(model, device, dtype)
         net = (lambda t: self_ensemble(run, t)) if ensemble else run
         if tile_count(h, w, tile or 0) == 1:
             y = net(image_to_tensor(lr))

@@ -17,18 +17,24 @@ after :mod:`cclnn.data.images` decoded them):
   ``max_output_pixels`` (default 2**28, 16384 x 16384: 0.8 GB as RGB, 3.2 GB at the peak of
   writing it, and beyond what WebP or most viewers open) or over the machine's available
   memory is refused from the image header, before any network is built;
-* outputs keep the input's format (PNG, JPEG, WebP, TIFF, ...), are written atomically, and
-  an existing file is never replaced without ``overwrite`` (of two writers racing for one
-  name exactly one wins).
+* ``outscale``: the network runs at its scale, then MATLAB-exact bicubic (:func:`imresize`,
+  uint8-exact) brings the output to ``outscale`` times the input (``ceil`` of each side);
+* outputs are named ``STEM_SUFFIX.EXT`` (suffix ``xS``, ``xOUTSCALE`` with ``outscale``), keep
+  the input's format (PNG, JPEG, WebP, TIFF, ...) unless ``ext`` names another, are written
+  atomically, and an existing file is never replaced without ``overwrite`` (of two writers
+  racing for one name exactly one wins).
 
-Re-runs are idempotent. An input ``STEM_xN.EXT`` (N a whole number) beside ``STEM.EXT`` in the
-same input set is the output of an earlier run and is not upscaled again (name it alone to
-upscale it); an existing output is skipped and counted as skipped; an input is never an
-output of the same command, and two inputs never share an output.
+Re-runs are idempotent. An input ``STEM_xN.EXT`` (N a number) or ``STEM_SUFFIX.EXT`` (the
+run's suffix) beside a ``STEM.*`` in the same input set is the output of an earlier run and
+is not upscaled again (name it alone to upscale it; outputs of a run with another
+``suffix`` are recognised only when that suffix is given again); an existing output is
+skipped and counted as skipped; an input is never an output of the same command, and two
+inputs never share an output.
 """
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -53,6 +59,7 @@ TILE_OVERLAP = 16
 DEFAULT_MODEL = "cclnn-t"
 DEFAULT_MAX_OUTPUT_PIXELS = 2 ** 28
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif", "auto": None}
 BAND_ROWS = 1024  # LR rows per band of the gray and alpha conversions
 TileBar = Callable[[int], Callable[[], None]]  # tile count -> called once per tile
 
@@ -110,29 +117,34 @@ def peak_bytes(width: int, height: int, scale: int, tile: int = AUTO_TILE_HR) ->
 
 
 def check_output_size(name: str, width: int, height: int, scale: int,
-                      max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS) -> None:
+                      max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+                      outscale: float | None = None) -> None:
     """Refuse (one line with the sizes) an output over ``max_output_pixels`` (None or 0: no
-    limit) or beyond the memory available now."""
-    out_w, out_h = width * scale, height * scale
-    sizes = f"{width}x{height} at x{scale} makes {out_w}x{out_h} ({out_w * out_h / 1e6:.0f} Mpx)"
+    limit) or beyond the memory available now (with ``outscale``, its float64 resize too)."""
+    factor = outscale or scale
+    out_w, out_h = math.ceil(width * factor - 1e-9), math.ceil(height * factor - 1e-9)
+    sizes = (f"{width}x{height} at x{factor:g} makes {out_w}x{out_h} "
+             f"({out_w * out_h / 1e6:.0f} Mpx)")
     if max_output_pixels and out_w * out_h > max_output_pixels:
         raise UpscaleError(f"{name}: {sizes}, over the limit of {max_output_pixels / 1e6:.0f} "
                            f"Mpx (--max-output-pixels)")
-    need, have = peak_bytes(width, height, scale), available_memory()
+    resize = 64 * (out_w * out_h + width * height * scale ** 2) if outscale else 0
+    need, have = peak_bytes(width, height, scale) + resize, available_memory()
     if need > have:
         raise UpscaleError(f"{name}: {sizes}, needing about {need / 1e9:.1f} GB of memory; "
                            f"{have / 1e9:.1f} GB are available")
 
 
 def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="auto",
-                  device="auto", self_ensemble: bool = False,
+                  device="auto", self_ensemble: bool = False, precision: str = "fp32",
                   tile_bar: TileBar | None = None) -> np.ndarray:
-    """uint8 H x W x 3 -> uint8 sH x sW x 3, on ``device`` ("auto": CUDA when there is one)."""
+    """uint8 H x W x 3 -> uint8 sH x sW x 3, on ``device`` ("auto": CUDA when there is one)
+    in ``precision`` (fp32, bf16, fp16: see :func:`cclnn.inference.super_resolve`)."""
     info = describe(net)
     size = _tile_for(rgb.shape[:2], tile, scale, info.max_tile if info else None)
     on_tile = tile_bar(tile_count(*rgb.shape[:2], size)) if tile_bar else None
     return super_resolve(net, rgb, scale, tile=size, overlap=TILE_OVERLAP,
-                         ensemble=self_ensemble, on_tile=on_tile,
+                         ensemble=self_ensemble, on_tile=on_tile, precision=precision,
                          device=resolve_device(device) if isinstance(device, str) else device)
 
 
@@ -159,37 +171,44 @@ def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 
 
 def upscale_pixels(pixels: np.ndarray, alpha: np.ndarray | None, gray: bool, net, scale: int,
-                   **options) -> np.ndarray:
+                   outscale: float | None = None, **options) -> np.ndarray:
     """The one path of every image: decoded pixels (H x W or H x W x 3) and alpha -> uint8
-    sH x sW (x 2, 3 or 4); ``options`` as :func:`upscale_array`'s."""
+    sH x sW (x 2, 3 or 4), then resized to ``outscale`` times the input if given;
+    ``options`` as :func:`upscale_array`'s."""
     rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
     sr = upscale_array(rgb, net, scale, **options)
     if gray:
         sr = _to_gray(sr)
     if alpha is not None:
         sr = np.dstack([sr, _upscale_alpha(alpha, scale)])
+    if outscale is not None and outscale != scale:
+        sr = imresize(sr, outscale / scale)
     return sr
 
 
 def upscale(image, scale: int = 2, model: Union[str, torch.nn.Module] = DEFAULT_MODEL,
             weights=None, *, tile="auto", device="auto", self_ensemble: bool = False,
-            max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS):
+            max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS, precision: str = "fp32",
+            outscale: float | None = None):
     """Upscale a PIL image or a numpy array (H x W, H x W x 1/2/3/4; uint8, or uint16 made
     8-bit as files are); returns the same type, with the input's channels. ``model`` is a
     registered name (default: the shipped CCLNN-T) or a module, run on ``device`` for the call
     (a module is moved back afterwards). Images are treated exactly as ``cclnn upscale``
-    treats files (EXIF orientation of PIL images included)."""
+    treats files (EXIF orientation of PIL images included); ``precision`` and ``outscale``
+    as ``cclnn upscale --precision/--outscale``."""
     if isinstance(image, Image.Image):
         upright = ImageOps.exif_transpose(image)
-        check_output_size("image", upright.width, upright.height, scale, max_output_pixels)
+        check_output_size("image", upright.width, upright.height, scale, max_output_pixels,
+                          outscale)
         pixels, alpha, gray = decode_image(upright)
     else:
         arr = np.asarray(image)
         pixels, alpha, gray = decode_array(arr)
-        check_output_size("image", arr.shape[1], arr.shape[0], scale, max_output_pixels)
+        check_output_size("image", arr.shape[1], arr.shape[0], scale, max_output_pixels,
+                          outscale)
     net = _network(model, scale, weights)
-    out = upscale_pixels(pixels, alpha, gray, net, scale, tile=tile, device=device,
-                         self_ensemble=self_ensemble)
+    out = upscale_pixels(pixels, alpha, gray, net, scale, outscale, tile=tile, device=device,
+                         self_ensemble=self_ensemble, precision=precision)
     if isinstance(image, Image.Image):
         return Image.fromarray(out)
     return out[..., None] if arr.ndim == 3 and arr.shape[2] == 1 else out
@@ -197,16 +216,16 @@ def upscale(image, scale: int = 2, model: Union[str, torch.nn.Module] = DEFAULT_
 
 def upscale_file(source: Path, target: Path, net, scale: int, *, overwrite: bool = False,
                  max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
-                 **options) -> None:
-    """``source`` upscaled into ``target`` (format by suffix); ``options`` as
-    :func:`upscale_array`'s. :class:`OutputExists` when ``target`` exists (or appears while
-    computing) and ``overwrite`` is off."""
+                 outscale: float | None = None, **options) -> None:
+    """``source`` upscaled into ``target`` (format by suffix), resized to ``outscale`` times
+    the input if given; ``options`` as :func:`upscale_array`'s. :class:`OutputExists` when
+    ``target`` exists (or appears while computing) and ``overwrite`` is off."""
     if target.exists() and not overwrite:
         raise OutputExists(f"{target}: exists (use --overwrite to replace it)")
     width, height = image_size(source, None)
-    check_output_size(str(source), width, height, scale, max_output_pixels)
+    check_output_size(str(source), width, height, scale, max_output_pixels, outscale)
     pixels, alpha, gray, meta = read_image_with_alpha(source, None)
-    sr = upscale_pixels(pixels, alpha, gray, net, scale, **options)
+    sr = upscale_pixels(pixels, alpha, gray, net, scale, outscale, **options)
     fmt = Image.registered_extensions().get(target.suffix.lower(), "")
     if fmt == "JPEG" and sr.ndim == 3 and sr.shape[2] in (2, 4):
         sr = sr[..., :-1] if sr.shape[2] == 4 else sr[..., 0]  # JPEG has no alpha
@@ -239,23 +258,40 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     return list(dict.fromkeys(files)), errors
 
 
-_OUTPUT_NAME = re.compile(r"^(.+)_x\d+$")
+_OUTPUT_NAME = re.compile(r"^(.+)_x\d+(\.\d+)?$")
 
 
-def earlier_outputs(files: list[Path]) -> set[Path]:
-    """The files named ``STEM_xN.EXT`` beside a ``STEM.EXT`` of ``files``: outputs of an
-    earlier run (chains such as ``a_x2_x2.png`` included), never inputs again."""
-    names = set(files)
+def output_suffix(scale: int, outscale: float | None = None, suffix: str | None = None) -> str:
+    """The text after ``STEM_`` of an output: ``suffix``, else ``xOUTSCALE`` or ``xSCALE``;
+    one that would leave the folder or break the line is refused."""
+    if suffix is None:
+        return f"x{outscale:g}" if outscale is not None else f"x{scale}"
+    if not suffix or "/" in suffix or os.sep in suffix or not suffix.isprintable():
+        raise UpscaleError(f"--suffix {suffix!r}: must be non-empty printable text without "
+                           f"'/' (outputs are named STEM_SUFFIX.EXT beside their inputs)")
+    return suffix
+
+
+def earlier_outputs(files: list[Path], suffix: str | None = None) -> set[Path]:
+    """The files named ``STEM_xN.EXT`` (or ``STEM_SUFFIX.EXT``) beside a ``STEM.*`` of
+    ``files``: outputs of an earlier run (chains such as ``a_x2_x2.png`` and other output
+    formats included), never inputs again."""
+    stems = {(path.parent, path.stem) for path in files}
+    ours = re.compile(rf"^(.+)_{re.escape(suffix)}$") if suffix else None
     found = set()
     for path in files:
-        match = _OUTPUT_NAME.match(path.stem)
-        if match and path.with_name(match.group(1) + path.suffix) in names:
-            found.add(path)
+        for pattern in filter(None, (_OUTPUT_NAME, ours)):
+            match = pattern.match(path.stem)
+            if match and (path.parent, match.group(1)) in stems:
+                found.add(path)
     return found
 
 
-def output_path(source: Path, out: str | None, scale: int, single: bool) -> Path:
-    name = f"{source.stem}_x{scale}{source.suffix}"
+def output_path(source: Path, out: str | None, scale: int, single: bool,
+                suffix: str | None = None, ext: str | None = None) -> Path:
+    """Where ``source``'s output goes: ``STEM_SUFFIX.EXT`` beside it or in folder ``out``, or
+    ``out`` itself for a single input named as an image file."""
+    name = f"{source.stem}_{suffix or output_suffix(scale)}{ext or source.suffix}"
     if out is None:
         return source.with_name(name)
     target = Path(out)
@@ -286,12 +322,16 @@ def _output_folder(folder: Path) -> None:
     remove_stale_temps(folder)
 
 
-def _targets(files: list[Path], out: str | None, scale: int, single: bool) -> list[Path]:
+def _targets(files: list[Path], out: str | None, scale: int, single: bool, suffix: str,
+             ext: str | None) -> list[Path]:
     """Each input's output; a clash of two inputs, or an input as an output, is refused."""
     if out and not single and (Path(out).is_file() or (not Path(out).exists()
                                                        and is_image_file(Path(out)))):
         raise UpscaleError(f"-o {out}: several inputs need an output folder, not a file")
-    targets = [output_path(source, out, scale, single) for source in files]
+    targets = [output_path(source, out, scale, single, suffix, ext) for source in files]
+    if ext and targets and single and targets[0].suffix.lower() != ext:
+        raise UpscaleError(f"--ext {ext[1:]}: the output {targets[0]} is named with another "
+                           f"format (name it *{ext} or leave out --ext)")
     inputs = {source.resolve(): source for source in files}
     owner: dict[Path, Path] = {}
     for source, target in zip(files, targets):
@@ -306,16 +346,24 @@ def _targets(files: list[Path], out: str | None, scale: int, single: bool) -> li
 
 
 def plan_jobs(items: list[str], out: str | None, scale: int, *, overwrite: bool = False,
-              max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS) -> Plan:
+              max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+              outscale: float | None = None, suffix: str | None = None,
+              ext: str = "auto") -> Plan:
     """Inputs expanded (earlier outputs left out), outputs checked (folders made and
     writable, no clash, existing ones skipped unless ``overwrite``), each input's header read
     and its output size checked: an :class:`UpscaleError` for the whole command, a line in
-    ``failed`` for one input."""
+    ``failed`` for one input. ``suffix`` and ``ext`` (a key of ``EXTENSIONS``) name the
+    outputs, ``outscale`` their size."""
+    if ext not in EXTENSIONS:
+        raise UpscaleError(f"--ext {ext}: expected one of {', '.join(EXTENSIONS)}")
+    if outscale is not None and not 0 < outscale <= 16:
+        raise UpscaleError(f"--outscale {outscale:g}: must be above 0 and at most 16")
+    suffix = output_suffix(scale, outscale, suffix)
     files, failed = expand_inputs(items)
-    earlier = earlier_outputs(files)
+    earlier = earlier_outputs(files, suffix)
     files = [f for f in files if f not in earlier]
     single = len(files) == 1 and len(items) == 1 and not Path(items[0]).is_dir()
-    targets = _targets(files, out, scale, single)
+    targets = _targets(files, out, scale, single, suffix, EXTENSIONS[ext])
     for folder in dict.fromkeys(target.parent for target in targets):
         _output_folder(folder)
     plan = Plan([], [], failed)
@@ -325,7 +373,7 @@ def plan_jobs(items: list[str], out: str | None, scale: int, *, overwrite: bool 
             continue
         try:
             width, height = image_size(source, None)
-            check_output_size(str(source), width, height, scale, max_output_pixels)
+            check_output_size(str(source), width, height, scale, max_output_pixels, outscale)
         except CclnnError as exc:
             plan.failed.append(str(exc))
             continue

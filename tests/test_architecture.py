@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cclnn"
 LAYERS = [
     {"errors", "atomic", "config", "color", "stats"},
     {"resize", "metrics", "losses", "models", "data", "assets"},
-    {"weights", "manifest", "detect", "inference", "evaluate", "factory", "upscaling", "upscale"},
+    {"weights", "manifest", "detect", "inference", "evaluate", "factory", "upscaling", "upscale",
+     "export"},
     {"engine"},
     {"experiments", "analysis", "bench", "speed"},
     {"cli", "__main__"},

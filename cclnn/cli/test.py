@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ..data.benchmark import BenchmarkSet, resolve_benchmark
-from ..inference import resolve_device, super_resolve
+from ..inference import autocast_dtype, resolve_device, super_resolve
 from ..resize import imresize
 from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, CLIError, add_data_root, add_device,
                      add_json, add_scale, add_self_ensemble, add_weights, model_from_options,
@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace SR images already in --save-images")
     add_device(p)
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="arithmetic of the network (default fp32; fp16 on CUDA only)")
     add_json(p, "JSON results only on stdout")
     p.set_defaults(func=run)
 
@@ -54,7 +56,8 @@ def _make_super_resolver(args: argparse.Namespace, scale: int, n_scales: int):
     model = model_from_options(args.model, scale, args.weights, args.device, n_scales)
     device = resolve_device(args.device)
     return lambda lr: super_resolve(model, lr, scale, tile=args.tile, overlap=args.tile_overlap,
-                                    ensemble=args.self_ensemble, device=device)
+                                    ensemble=args.self_ensemble, device=device,
+                                    precision=args.precision)
 
 
 def image_folder(args: argparse.Namespace, scale: int, dataset: str) -> Path:
@@ -63,6 +66,7 @@ def image_folder(args: argparse.Namespace, scale: int, dataset: str) -> Path:
     if args.weights and args.model != "bicubic":
         label += "-" + Path(args.weights.replace("{scale}", str(scale))).stem
     label += "+" if args.self_ensemble else ""
+    label += "" if args.precision == "fp32" else f"-{args.precision}"
     return Path(args.save_images) / f"{label}_x{scale}" / dataset
 
 
@@ -96,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     folders = [resolve_benchmark(d, args.data_root) for d in args.datasets]
     benches = {(scale, name): BenchmarkSet(folder, scale, name=Path(name).name)
                for scale in args.scale for name, folder in zip(args.datasets, folders)}
+    if args.model != "bicubic":
+        autocast_dtype(args.precision, resolve_device(args.device))  # before any work
     if args.save_images:
         _check_outputs(args, benches)
     results = []

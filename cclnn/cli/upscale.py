@@ -7,19 +7,19 @@ import sys
 from tqdm import tqdm
 
 from ..errors import CclnnError
-from ..inference import resolve_device
-from ..upscaling import (DEFAULT_MAX_OUTPUT_PIXELS, OutputExists, Plan, plan_jobs,
+from ..inference import autocast_dtype, resolve_device
+from ..upscaling import (DEFAULT_MAX_OUTPUT_PIXELS, EXTENSIONS, OutputExists, Plan, plan_jobs,
                          upscale_file)
 from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble,
-                     add_weights, model_from_options, printable_line, scale_or_recorded,
-                     tile_size)
+                     add_weights, model_from_options, positive_number, printable_line,
+                     scale_or_recorded, tile_size)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("upscale", help="upscale images (files, folders, globs)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--output", help="output file (one input) or folder "
-                                          "(default: beside each input, NAME_xS.EXT)")
+                                          "(default: beside each input, STEM_SUFFIX.EXT)")
     add_scale(p, help="scale factor (default: the one --weights records, else 2)")
     p.add_argument("--model", help="network (default: the one --weights records, else the "
                                    "shipped cclnn-t)")
@@ -31,6 +31,16 @@ def add_parser(sub) -> None:
                    help=f"refuse larger outputs, 0 for no limit (default "
                         f"{DEFAULT_MAX_OUTPUT_PIXELS}: 16384 x 16384)")
     add_device(p)
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="arithmetic of the network (default fp32; bf16 on CPU or CUDA, fp16 on "
+                        "CUDA only)")
+    p.add_argument("--outscale", type=positive_number,
+                   help="total factor of the output (the network's scale, then MATLAB "
+                        "bicubic), e.g. 1.5 or 3 with a x2 network")
+    p.add_argument("--suffix", help="output name STEM_SUFFIX.EXT (default xSCALE, or "
+                                    "xOUTSCALE with --outscale)")
+    p.add_argument("--ext", choices=tuple(EXTENSIONS), default="auto",
+                   help="output format (default auto: the input's)")
     add_self_ensemble(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--progress", action="store_true",
@@ -67,7 +77,8 @@ def _work(args: argparse.Namespace, plan: Plan, net, device) -> tuple[int, int]:
         try:
             upscale_file(source, target, net, args.scale, overwrite=args.overwrite,
                          tile=args.tile, device=device, self_ensemble=args.self_ensemble,
-                         max_output_pixels=args.max_output_pixels,
+                         max_output_pixels=args.max_output_pixels, outscale=args.outscale,
+                         precision=args.precision,
                          tile_bar=_tile_bar(args, 1 if many else 0))
         except OutputExists as exc:
             plan.skipped.append(target)
@@ -90,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     """Everything checked first (inputs, outputs, sizes), then the network built and run;
     exit 1 if any input failed, 0 when all were upscaled or skipped."""
     args.scale = scale_or_recorded(args.scale, args.weights)
+    autocast_dtype(args.precision, resolve_device(args.device))  # fp16 on the CPU: refused now
     plan = plan_jobs(args.inputs, args.output, args.scale, overwrite=args.overwrite,
-                     max_output_pixels=args.max_output_pixels or None)
+                     max_output_pixels=args.max_output_pixels or None, outscale=args.outscale,
+                     suffix=args.suffix, ext=args.ext)
     for message in plan.failed:
         _say("error", message)
     for target in plan.skipped:
@@ -104,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         done, failed = upscaled, failed + errors
     total = done + len(plan.skipped) + failed
     if total > 1 or plan.skipped:
-        print(f"x{args.scale}: upscaled {done}, skipped {len(plan.skipped)}, failed {failed} "
+        factor = f"x{args.outscale:g}" if args.outscale else f"x{args.scale}"
+        print(f"{factor}: upscaled {done}, skipped {len(plan.skipped)}, failed {failed} "
               f"(of {total} image(s))")
     return 1 if failed else 0
