@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -40,3 +42,23 @@ def test_bench_rnan_nonlocal_small():
     assert r["paths"] == ["chunked", "dense"]
     assert 0 < r["max_abs_diff"] <= 1e-4  # a real, non-identity block: outputs are compared
     assert r["chunked"]["seconds"] > 0 and r["dense"]["peak_mb"] > 0
+
+
+@pytest.mark.slow  # the upscale runs in a child process
+def test_bench_upscale_counts_every_tile(tmp_path, capsys):
+    """A 300x200 image at x4 is 2 x 1 tiles of 256: the FLOPs are the network's on those two
+    tiles (with their 16 pixels of context), and the JSON has exactly the documented keys."""
+    from cclnn.cli import main
+    from conftest import tiny_weights
+    weights = tiny_weights(tmp_path / "srcnn_x4.safetensors", "srcnn", 4)
+    assert main(["bench", "upscale", "--size", "300", "200", "--scale", "4", "--weights",
+                 str(weights), "--threads", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert sorted(r) == sorted(["seconds_per_mp", "gflops", "matmul_fraction", "user_seconds",
+                                "system_seconds", "peak_mb", "network_seconds", "threads"])
+    assert r["threads"] == 1 and r["peak_mb"] > 0 and r["network_seconds"] > 0
+    net = cclnn.build_model("srcnn", 4)
+    tiles = [torch.zeros(1, 3, 200, 272), torch.zeros(1, 3, 200, 60)]  # 256+16 | 16+44
+    gflop = sum(count_gflop(net, t) for t in tiles)
+    wall = r["seconds_per_mp"] * 300 * 200 * 16 / 1e6
+    assert r["gflops"] == pytest.approx(gflop / wall, rel=1e-6)
