@@ -14,7 +14,7 @@ LAYERS = [
      "export"},
     {"engine"},
     {"experiments", "analysis", "bench", "speed"},
-    {"cli", "__main__"},
+    {"cli", "web", "__main__"},  # web: the `cclnn serve` app, beside the CLI
 ]
 
 
@@ -82,3 +82,10 @@ def test_files_and_functions_stay_small():
                     long_functions.append(f"{path.name}:{node.name}")
     assert not long_functions
     assert not long_files
+
+
+def test_the_library_never_imports_the_web_app():
+    """Not even the public API (cclnn/__init__): starlette stays an optional extra."""
+    users = [path.name for path, parts in _modules() if parts[0] not in ("cli", "web")
+             and any(top == "web" for top, _ in _imports(path, parts))]
+    assert not users

@@ -5,12 +5,12 @@ import argparse
 from importlib.metadata import PackageNotFoundError, version
 
 from . import (ablate, bench, compare, data, demo, export, inspect, lam, models, plot, score,
-               stats, test, train, upscale, weights)
+               serve, stats, test, train, upscale, weights)
 from .common import OneLineParser, run_command
 
 # in the order ``cclnn --help`` lists them; each module adds its parser and sets ``func``
 COMMANDS = (models, inspect, demo, upscale, test, score, train, export, ablate, stats, bench,
-            lam, compare, plot, data, weights)
+            lam, compare, plot, data, weights, serve)
 
 
 def package_version() -> str:
