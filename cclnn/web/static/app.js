@@ -146,8 +146,10 @@ async function show(bicubic, network, model) {
   const srUrl = objectUrl(network.blob);
   await Promise.all([loadImage($("bicubic-img"), objectUrl(bicubic.blob)), loadImage($("sr-img"), srUrl)]);
   const img = $("sr-img");
-  const width = Math.min(Math.max(img.naturalWidth, 512), $("result").clientWidth - 34 || 900);
-  for (const el of [$("bicubic-img"), img]) el.style.width = `${width}px`;
+  $("result").hidden = false;  // measured below
+  const room = $("result").clientWidth - 34;  // its padding and border
+  const width = Math.min(Math.max(img.naturalWidth, 512), room > 0 ? room : img.naturalWidth);
+  for (const el of [$("bicubic-img"), img, $("slider")]) el.style.width = `${width}px`;
   $("sr-tag").textContent = $("crop-sr-caption").textContent = model;
   const disposition = network.header("Content-Disposition") || "";
   const name = (disposition.match(/filename="([^"]+)"/) || [])[1] || "upscaled.png";
@@ -156,7 +158,7 @@ async function show(bicubic, network, model) {
   const rows = [metricRow("bicubic", bicubic), metricRow(model, network)].filter(Boolean);
   $("metrics").tBodies[0].replaceChildren(...rows);
   $("metrics").hidden = !rows.length;
-  $("result").hidden = false;
+  $("outputs").hidden = false;
   $("crop-hr-figure").hidden = !state.hr;
   if (state.hr) state.hrImage = await createImageBitmap(state.hr);
   state.crop = state.crop || { x: img.naturalWidth / 2, y: img.naturalHeight / 2 };
