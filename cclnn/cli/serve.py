@@ -10,6 +10,7 @@ from ..upscaling import DEFAULT_MAX_OUTPUT_PIXELS
 from .common import POSITIVE, CLIError, add_device, positive_number
 
 WEB_MODULES = ("uvicorn", "starlette", "python_multipart")
+BACKLOG = 2048  # uvicorn's own default
 
 
 def port_number(value: str) -> int:
@@ -38,7 +39,8 @@ def add_parser(sub) -> None:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The bound socket (bound here so that a taken port is one line, not uvicorn's exit)."""
+    """The listening socket (made here so that a taken port is one line, not uvicorn's
+    exit)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port,
                                                              type=socket.SOCK_STREAM)[0]
@@ -48,6 +50,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(BACKLOG)  # the URL is printed next: connections wait, never refused
     except OSError as exc:
         sock.close()
         raise CLIError(f"--port {port}: cannot listen on {host}:{port} "
