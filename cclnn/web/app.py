@@ -131,9 +131,7 @@ class Server:
             return await self._upscale_form(counted, form, temps)
         except ApiError as exc:
             return error(exc.status, str(exc))
-        except QueueFull as exc:
-            return error(503, str(exc))
-        except JobCancelled as exc:
+        except (QueueFull, JobCancelled) as exc:  # full, or shutting down
             return error(503, str(exc))
         except Exception as exc:  # a bug: one line for the page, the traceback in the log
             LOG.exception("cclnn serve: %s failed", request.url.path)
