@@ -150,3 +150,17 @@ def test_decode_array_keeps_uint8_and_warns_once_for_sixteen_bit():
     with pytest.warns(UserWarning, match="image: 16-bit image converted to 8 bits"):
         pixels, alpha, gray = decode_array(np.full((2, 2, 3), 65535, np.uint16))
     assert pixels.dtype == np.uint8 and (pixels == 255).all() and alpha is None and not gray
+
+
+def test_concurrent_header_reads_leave_pils_bomb_limit_as_it_was(tmp_path):
+    """PIL's limit is one global that the reader switches off around ``Image.open``: from
+    many threads at once it must come back to its value (a server reads headers in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cclnn.data.images import image_size
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 9, 3), np.uint8)).save(path)
+    saved = Image.MAX_IMAGE_PIXELS
+    with ThreadPoolExecutor(8) as pool:
+        sizes = list(pool.map(lambda _: image_size(path, None), range(400)))
+    assert sizes == [(9, 8)] * 400 and Image.MAX_IMAGE_PIXELS == saved

@@ -18,6 +18,7 @@ and arrays (:func:`decode_image`, :func:`decode_array`):
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,17 +144,21 @@ def decode_image(im: Image.Image, name: str = "image") -> tuple[np.ndarray, np.n
     return np.array(im.convert("RGB")), None, False
 
 
-@contextmanager
-def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
-    """PIL's decompression-bomb check off: :func:`image_size` applies ``max_pixels``."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+_PIL_LIMIT = threading.Lock()  # PIL's bomb limit is a global: swapped only under this lock
+
+
+def _open_unlimited(path: Path) -> Image.Image:
+    """``Image.open`` with PIL's own decompression-bomb check off (it runs in ``open``, on
+    the header; :func:`open_image` applies ``max_pixels`` instead), safe across threads."""
+    with _PIL_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 @contextmanager
@@ -163,7 +168,7 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     naming it) when it is not an image, animated, empty or over ``max_pixels``."""
     path = Path(path)
     try:
-        with _pixel_limit(max_pixels), Image.open(path) as im:
+        with _open_unlimited(path) as im:
             w, h = im.size
             if w == 0 or h == 0:
                 raise ImageError(f"{path}: empty image ({w}x{h} pixels)")

@@ -7,7 +7,6 @@ temporary file only while its request lasts (the decoder reads files)."""
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,8 +34,6 @@ CACHED_LABEL = "pretrained (cached)"
 NETWORKS_KEPT = 2  # networks kept loaded between jobs (a few MB each for the light ones)
 
 # PIL's decompression-bomb limit is one global that the decoder swaps while it reads a
-# header; requests check headers in parallel threads, so every read holds this lock.
-PIL_LOCK = threading.Lock()
 
 
 class ApiError(CclnnError):
@@ -108,16 +105,15 @@ def check_upload(upload: Upload, max_output_pixels: int) -> tuple[int, int]:
     image, 413 for an output over ``max_output_pixels`` or the memory there is (so a
     decompression bomb is refused before a pixel is decoded); an HR image must be the output's
     size (or up to ``scale - 1`` pixels larger, as a benchmark HR before its mod-crop)."""
-    with PIL_LOCK:
-        try:
-            width, height = image_size(upload.image, max_pixels=None)
-            check_output_size(upload.name, width, height, upload.scale, max_output_pixels,
-                              upload.scale if upload.model == BICUBIC else None)
-            hr_size = image_size(upload.hr, max_pixels=None) if upload.hr else None
-        except UpscaleError as exc:  # the output's size
-            raise ApiError(413, _named(exc, upload)) from None
-        except CclnnError as exc:
-            raise ApiError(400, _named(exc, upload)) from None
+    try:
+        width, height = image_size(upload.image, max_pixels=None)
+        check_output_size(upload.name, width, height, upload.scale, max_output_pixels,
+                          upload.scale if upload.model == BICUBIC else None)
+        hr_size = image_size(upload.hr, max_pixels=None) if upload.hr else None
+    except UpscaleError as exc:  # the output's size
+        raise ApiError(413, _named(exc, upload)) from None
+    except CclnnError as exc:
+        raise ApiError(400, _named(exc, upload)) from None
     if hr_size is not None:
         out = (width * upload.scale, height * upload.scale)
         if not all(o <= h < o + upload.scale for o, h in zip(out, hr_size)):
@@ -172,8 +168,7 @@ def _bicubic(pixels: np.ndarray, alpha: Optional[np.ndarray], scale: int) -> np.
 
 def _scores(out: np.ndarray, hr_path: Path, scale: int) -> tuple[float, float]:
     """Y PSNR and SSIM of the output's colour (alpha left out) against the HR image."""
-    with PIL_LOCK:
-        hr = read_image(hr_path)
+    hr = read_image(hr_path)
     sr = out[..., :3] if out.ndim == 3 and out.shape[2] in (3, 4) else out
     sr = sr[..., 0] if sr.ndim == 3 and sr.shape[2] == 2 else sr
     return psnr(hr, sr, scale), ssim(hr, sr, scale)
@@ -189,8 +184,7 @@ def run_upload(upload: Upload, offer: Optional[Offer], networks: Networks,
     except CclnnError as exc:  # the weights here are damaged or gone: the server's fault
         raise ApiError(500, f"model: {offer.name} x{offer.scale}: {exc}") from None
     try:
-        with PIL_LOCK:
-            pixels, alpha, gray, meta = read_image_with_alpha(upload.image, max_pixels=None)
+        pixels, alpha, gray, meta = read_image_with_alpha(upload.image, max_pixels=None)
         if net is None:
             out = _bicubic(pixels, alpha, upload.scale)
         else:
