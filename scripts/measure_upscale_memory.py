@@ -53,8 +53,8 @@ def measure(args: list[str], code: Path = ROOT) -> tuple[int, float, float, int]
     with the ``cclnn`` of checkout ``code``."""
     env = dict(os.environ, PYTHONPATH=str(code))
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "cclnn", *args], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-m", "cclnn", *args], env=env, cwd=code,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # (-m looks in cwd first)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
