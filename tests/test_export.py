@@ -40,7 +40,7 @@ def test_every_family_exports_to_onnx_with_free_sizes(name, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
-@pytest.mark.parametrize("name", ["cclnn-s", "rnan-s", "a2n"])
+@pytest.mark.parametrize("name", ["cclnn-s", "a2n"])  # (RNAN: the same tracing, 14 s here)
 def test_torchscript_holds_for_any_size(name, tmp_path):
     model = _narrow(name, scale=3)
     check = export_network(model, tmp_path / "m.pt", "torchscript", name, SMALL)

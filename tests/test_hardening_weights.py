@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 import cclnn
 from cclnn.cli import main
 from cclnn.weights import METADATA_KEY, WeightsError, read_state_dict
-from conftest import ROOT, shared_path
+from conftest import ROOT, tiny_image_folder
 
 NARROW = dict(channels=8, n_resblocks=1)  # not edsr-baseline's 64 x 16
 SMALL_SRCNN = dict(kernels=(3, 1, 3), channels=4, mid_channels=2)
@@ -175,13 +175,13 @@ def test_format_is_told_by_content_not_by_name(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_training_run_is_usable_from_the_cli(tmp_path, capsys, monkeypatch):
+def test_a_tiny_training_run_is_usable_from_the_cli(tmp_path, capsys):
     """The whole path: `cclnn train` a narrow EDSR, `cclnn export` it, upscale and test with
     the file alone (no --model), getting the run's own validation PSNR."""
-    shared_path("data", "train", "T91")  # skips where the shared data is missing
-    monkeypatch.chdir(ROOT)  # the config names ../shared/data/train/T91
     config = ROOT / "configs" / "cpu" / "edsr-baseline-tiny_x2.yaml"
+    train = tiny_image_folder(tmp_path / "hr", 8, 8, 8, 0, block=6)  # 48x48: 2 batches of 4
     assert main(["train", str(config), f"out_dir={tmp_path}", "device=cpu", "epochs=1",
+                 f"data.train=[{{hr: {train}}}]", "val.every=2", "checkpoint_every=2",
                  "--no-progress"]) == 0
     run = tmp_path / "edsr-baseline-tiny_x2"
     weights = tmp_path / "mine.safetensors"
