@@ -76,5 +76,8 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"cclnn serve: http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+    if server.should_exit:  # stopped by Ctrl-C/SIGTERM, whether or not uvicorn re-raised it
+        raise KeyboardInterrupt
     return 0
