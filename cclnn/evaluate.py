@@ -9,7 +9,6 @@ import numpy as np
 from tqdm import tqdm
 
 from .data.benchmark import BenchmarkSet
-from .atomic import atomic_path
 from .data.images import ImageError, write_image
 from .metrics import MetricError, psnr, ssim
 
@@ -65,12 +64,8 @@ def save_sr_image(path: Path, sr: np.ndarray, overwrite: bool) -> None:
     """Write an SR image; without ``overwrite`` an existing file (even one another process
     wrote meanwhile) is kept and the error names it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        write_image(path, sr)
-        return
     try:
-        with atomic_path(path, replace=False) as tmp:
-            write_image(tmp, sr)
+        write_image(path, sr, replace=overwrite)
     except FileExistsError:
         raise ImageError(f"{path}: already exists; not replaced") from None
 
