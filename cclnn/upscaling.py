@@ -145,7 +145,8 @@ def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="au
     on_tile = tile_bar(tile_count(*rgb.shape[:2], size)) if tile_bar else None
     return super_resolve(net, rgb, scale, tile=size, overlap=TILE_OVERLAP,
                          ensemble=self_ensemble, on_tile=on_tile, precision=precision,
-                         device=resolve_device(device) if isinstance(device, str) else device)
+                         device=resolve_device(device) if isinstance(device, str) else device,
+                         fast_cpu=True)
 
 
 def _to_gray(rgb: np.ndarray) -> np.ndarray:

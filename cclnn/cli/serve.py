@@ -6,6 +6,7 @@ import argparse
 import importlib
 import socket
 
+from ..inference import keep_freed_memory
 from ..upscaling import DEFAULT_MAX_OUTPUT_PIXELS
 from .common import POSITIVE, CLIError, add_device, positive_number
 
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                  max_output_pixels=args.max_output_pixels,
                                  queue_capacity=args.queue))
     sock = listen(args.host, args.port)
+    keep_freed_memory()
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"cclnn serve: http://{shown}:{port}/ (Ctrl-C stops)", flush=True)

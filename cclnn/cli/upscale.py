@@ -7,7 +7,7 @@ import sys
 from tqdm import tqdm
 
 from ..errors import CclnnError
-from ..inference import autocast_dtype, resolve_device
+from ..inference import autocast_dtype, keep_freed_memory, resolve_device
 from ..upscaling import (DEFAULT_MAX_OUTPUT_PIXELS, EXTENSIONS, OutputExists, Plan, plan_jobs,
                          upscale_file)
 from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble,
@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         _say("skipped", f"{target}: exists (use --overwrite to replace it)")
     done, failed = 0, len(plan.failed)
     if plan.jobs:
+        keep_freed_memory()
         # --device is resolved after the weights loaded (a weights error is reported first)
         net = model_from_options(args.model, args.scale, args.weights, args.device)
         upscaled, errors = _work(args, plan, net, resolve_device(args.device))

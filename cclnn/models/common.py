@@ -129,7 +129,10 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.res_scale * self.conv2(self.relu(self.conv1(x)))
+        out = self.conv2(self.relu(self.conv1(x)))
+        if self.res_scale != 1:  # 1 * out is out: no pass over the activations for it
+            out = out.mul_(self.res_scale)
+        return out.add_(x)  # in place: neither the convolution's backward needs its output
 
 
 # EDSR-PyTorch's ResBlock keeps its convs in a Sequential named ``body`` (indices 0 and 2).

@@ -93,7 +93,7 @@ class CCLNBlock(nn.Module):
         if self.has_local:
             gated, weights = self.cca(x)
             local = self.res(gated)
-            y = local if y is None else y + local
+            y = local if y is None else y.add_(local)  # (add's backward needs neither)
         return y, weights
 
 
