@@ -43,3 +43,82 @@ def test_super_resolve_uint8():
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     c = super_resolve(model, lr, 4, ensemble=True)
     assert c.shape == a.shape
+
+
+def _threaded_tiles(threads: int, **options) -> np.ndarray:
+    from cclnn.models.registry import build_model
+    torch.manual_seed(0)
+    model = build_model("cclnn-t", 2, channels=16, n_resblocks=2).eval()
+    lr = np.random.default_rng(0).integers(0, 256, (70, 50, 3), np.uint8)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = super_resolve(model, lr, 2, tile=24, overlap=8, **options)
+        assert torch.get_num_threads() == threads  # restored after the tile workers
+        return out
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_fast_cpu_output_does_not_depend_on_threads():
+    one, two, three = (_threaded_tiles(t, fast_cpu=True) for t in (1, 2, 3))
+    assert np.array_equal(one, two) and np.array_equal(one, three)
+    # channels-last changes float rounding only: at most one grey level, on few pixels
+    default = _threaded_tiles(1)
+    diff = np.abs(default.astype(int) - one)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_tile_workers_yield_in_order_with_bounded_lookahead():
+    from cclnn.inference import _tile_outputs
+    running, peak = [0], [0]
+    import threading
+    lock = threading.Lock()
+
+    def net(x):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        y = x * 2
+        with lock:
+            running[0] -= 1
+        return y
+    boxes = [(i, i + 1, 0, 1) for i in range(7)]
+    crop = lambda y0, y1, x0, x1: torch.full((1,), float(y0))  # noqa: E731
+    outputs = [t.item() for t in _tile_outputs(net, crop, boxes, workers=3)]
+    assert outputs == [2.0 * i for i in range(7)]
+    assert peak[0] <= 3
+
+
+def test_covered_seconds_of_overlapping_spans():
+    from cclnn.speed import _covered
+    assert _covered([]) == 0
+    assert _covered([(0, 2), (1, 3), (5, 6)]) == 4
+    assert _covered([(0, 10), (2, 3)]) == 10
+
+
+def test_freed_memory_is_reused_without_page_faults():
+    """After keep_freed_memory a 64 MB buffer freed and allocated again maps nothing new
+    (glibc); without it every allocation of that size is mapped and faulted in afresh."""
+    import subprocess
+    import sys
+    code = """
+import resource, sys, torch
+from cclnn.inference import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(1 << 24)
+before = faults()
+for _ in range(3):
+    torch.ones(1 << 24)
+print(faults() - before)
+"""
+    counts = {}
+    for mode in ("keep", "default"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
+                             check=True)
+        counts[mode] = int(out.stdout.split()[-1])
+    assert counts["default"] > 3 * 10000  # 16384 pages of 4 KiB per allocation
+    assert counts["keep"] < 1000

@@ -105,3 +105,22 @@ def test_bf16_is_close_to_fp32_and_fp16_is_refused_on_the_cpu(tmp_path, capsys):
                  "--precision", "fp16", "--suffix", "fp16"])
     _one_line_error(capsys, code, "--precision fp16: not on the CPU")
     assert not (tmp_path / "a_fp16.png").exists()
+
+
+def test_threads_set_the_tile_workers_not_the_output(tmp_path, weights, capsys):
+    import torch
+    write_image(tmp_path / "a.png", tiny_image(40, 30, 1))
+    previous = torch.get_num_threads()
+    try:
+        outputs = []
+        for threads in ("1", "2"):
+            code = main(["upscale", str(tmp_path / "a.png"), "--weights", weights, "--tile", "12",
+                         "--threads", threads, "--overwrite"])
+            assert code == 0 and torch.get_num_threads() == int(threads)
+            outputs.append(read_image(tmp_path / "a_x2.png"))
+        assert np.array_equal(*outputs)
+    finally:
+        torch.set_num_threads(previous)
+    with pytest.raises(SystemExit) as exc:
+        main(["upscale", str(tmp_path / "a.png"), "--threads", "0"])
+    assert exc.value.code == 2 and "--threads" in capsys.readouterr().err

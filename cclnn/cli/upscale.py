@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
 from tqdm import tqdm
 
 from ..errors import CclnnError
 from ..inference import autocast_dtype, keep_freed_memory, resolve_device
 from ..upscaling import (DEFAULT_MAX_OUTPUT_PIXELS, EXTENSIONS, OutputExists, Plan, plan_jobs,
                          upscale_file)
-from .common import (NON_NEGATIVE, WEIGHTS_WITH_SCALE, add_device, add_scale, add_self_ensemble,
-                     add_weights, model_from_options, positive_number, printable_line,
-                     scale_or_recorded, tile_size)
+from .common import (NON_NEGATIVE, POSITIVE, WEIGHTS_WITH_SCALE, add_device, add_scale,
+                     add_self_ensemble, add_weights, model_from_options, positive_number,
+                     printable_line, scale_or_recorded, tile_size)
 
 
 def add_parser(sub) -> None:
@@ -41,6 +42,9 @@ def add_parser(sub) -> None:
                                     "xOUTSCALE with --outscale)")
     p.add_argument("--ext", choices=tuple(EXTENSIONS), default="auto",
                    help="output format (default auto: the input's)")
+    p.add_argument("--threads", type=POSITIVE,
+                   help="CPU threads (default: all cores); on the CPU tiles run that many at "
+                        "once, one thread each, with the same output whatever the count")
     add_self_ensemble(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--progress", action="store_true",
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     done, failed = 0, len(plan.failed)
     if plan.jobs:
         keep_freed_memory()
+        if args.threads:
+            torch.set_num_threads(args.threads)
         # --device is resolved after the weights loaded (a weights error is reported first)
         net = model_from_options(args.model, args.scale, args.weights, args.device)
         upscaled, errors = _work(args, plan, net, resolve_device(args.device))
