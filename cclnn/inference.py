@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -75,6 +77,18 @@ def tile_count(h: int, w: int, tile: int) -> int:
     return -(-h // tile) * -(-w // tile)
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _tile_outputs(net: Net, crop: Callable[[int, int, int, int], torch.Tensor],
                   boxes: list[tuple[int, int, int, int]], workers: int) -> Iterator[torch.Tensor]:
     """``net(crop(*box))`` for each box, in order; with ``workers`` > 1 that many tiles are
@@ -88,21 +102,16 @@ def _tile_outputs(net: Net, crop: Callable[[int, int, int, int], torch.Tensor],
     def one(box):
         with torch.inference_mode():
             return net(crop(*box))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
-                                initargs=(1,)) as pool:
-            pending = deque(pool.submit(one, box) for box in boxes[:workers])
-            for box in boxes[workers:] + [None] * workers:
-                if not pending:
-                    break
-                sr = pending.popleft().result()
-                if box is not None:
-                    pending.append(pool.submit(one, box))
-                yield sr
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(1), ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
+                                              initargs=(1,)) as pool:
+        pending = deque(pool.submit(one, box) for box in boxes[:workers])
+        for box in boxes[workers:] + [None] * workers:
+            if not pending:
+                break
+            sr = pending.popleft().result()
+            if box is not None:
+                pending.append(pool.submit(one, box))
+            yield sr
 
 
 def tiled_bands(net: Net, crop: Callable[[int, int, int, int], torch.Tensor], h: int, w: int,
@@ -236,11 +245,11 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
     uint8 output band by band; self-ensembling then averages the 8 flips/rotations of each
     tile, so it stays within one tile's memory too. ``on_tile`` is called after each tile.
     ``precision``: "fp32", or "bf16"/"fp16" under autocast (fp16 not on the CPU).
-    ``fast_cpu`` (on the CPU): channels-last activations, and the tiles computed
-    ``torch.get_num_threads()`` at once in threads of one torch thread each, which scales with
-    the cores and, unlike torch's threads on many small operations, does not slow down when
-    another process takes a core; the output does not depend on the thread count. Off for
-    evaluation, whose recorded results came from the default layout.
+    ``fast_cpu`` (on the CPU): channels-last activations; at most ``torch.get_num_threads()``
+    threads and no more than the cores idle when the image starts (:func:`usable_threads`);
+    tiles are computed that many at once, one torch thread each, which scales with the cores,
+    and the tiled output does not depend on the thread count. Off for evaluation, whose
+    recorded results came from the default layout.
     """
     if tile is None:
         info = describe(model)
@@ -252,16 +261,54 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
     with on_device(model.eval(), device):
         run = model_runner(model, device, dtype, channels_last=fast_cpu)
         net = (lambda t: self_ensemble(run, t)) if ensemble else run
+        threads = usable_threads(torch.get_num_threads()) if fast_cpu else None
         if tile_count(h, w, tile or 0) == 1:
-            y = net(image_to_tensor(lr))
+            with torch_threads(threads):
+                y = net(image_to_tensor(lr))
             if on_tile is not None:
                 on_tile()
             return tensor_to_image(y)
         out = np.empty((h * scale, w * scale, 3), np.uint8)
         crop = lambda y0, y1, x0, x1: image_to_tensor(lr[y0:y1, x0:x1])  # noqa: E731
-        workers = torch.get_num_threads() if fast_cpu else 1
-        _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile, workers), out)
+        _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile, threads or 1),
+                   out)
         return out
+
+
+def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, None where there is no ``/proc/stat``."""
+    try:
+        with open(stat) as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+
+
+def idle_cores(sample: float = 0.1, times: Callable[[], tuple[int, int] | None] = _cpu_times
+               ) -> float:
+    """How many of this process's CPUs were idle during the last ``sample`` seconds (all of
+    them where that cannot be read): torch's threads beyond them wait on each other at every
+    operation, which made two threads up to 7x slower than one on a busy machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    first = times()
+    if first is None:
+        return float(cores)
+    time.sleep(sample)
+    second = times()
+    if second is None or second[1] <= first[1]:
+        return float(cores)
+    ncpu = os.cpu_count() or cores
+    idle = (second[0] - first[0]) / (second[1] - first[1]) * ncpu
+    return max(0.0, min(float(cores), idle))
+
+
+def usable_threads(requested: int) -> int:
+    """``requested`` threads, fewer when fewer cores are idle now (at least one)."""
+    if requested <= 1:
+        return 1
+    return max(1, min(requested, int(idle_cores() + 0.5)))
 
 
 def keep_freed_memory() -> bool:
