@@ -310,7 +310,7 @@ def _covered(spans: list[tuple[float, float]]) -> float:
 
 
 def _upscale_run(model: str | None, weights: str | None, scale: int, width: int, height: int,
-                 threads: int) -> dict:
+                 threads: int, tile="auto") -> dict:
     """One ``upscale_file`` of a synthetic ``width`` x ``height`` photo, file to file, with the
     time spent inside the network's forward calls and their FLOPs counted on the side."""
     import copy
@@ -342,7 +342,7 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
         source, target = Path(tmp) / "photo.png", Path(tmp) / "photo_sr.png"
         Image.fromarray(base).resize((width, height), Image.BILINEAR).save(source)
         start_usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        upscale_file(source, target, net, scale, device=torch.device("cpu"))
+        upscale_file(source, target, net, scale, device=torch.device("cpu"), tile=tile)
         wall = time.perf_counter() - start
         usage = resource.getrusage(resource.RUSAGE_SELF)
     for hook in hooks:
@@ -352,6 +352,7 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
                 for shape, count in shapes.items())
     output_mp = width * height * scale * scale / 1e6
     return {"model": net.info.name, "scale": scale, "size": [width, height], "threads": threads,
+            "tile": tile,
             "wall_seconds": wall, "seconds_per_mp": wall / output_mp, "gflop": gflop,
             "gflops": gflop / wall, "network_seconds": _covered(spans),
             "tiles": sum(shapes.values()),
@@ -361,7 +362,8 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
 
 
 def bench_upscale(width: int, height: int, scale: int, model: str | None = None,
-                  weights: str | None = None, threads: int | None = None) -> dict:
+                  weights: str | None = None, threads: int | None = None,
+                  tile="auto") -> dict:
     """``cclnn upscale`` end to end (decode, tiles, network, blending, encode) on the CPU in
     a fresh process: seconds per output megapixel, GFLOP/s against this machine's matmul rate
     at the same thread count, user/system time, peak memory, and the network's own share."""
@@ -374,7 +376,7 @@ def bench_upscale(width: int, height: int, scale: int, model: str | None = None,
     finally:
         torch.set_num_threads(previous)
     result = in_child("_upscale_run", model=model, weights=weights, scale=scale, width=width,
-                      height=height, threads=threads)
+                      height=height, threads=threads, tile=tile)
     result["matmul_gflops"] = reference
     result["matmul_fraction"] = result["gflops"] / reference
     return result

@@ -62,3 +62,19 @@ def test_bench_upscale_counts_every_tile(tmp_path, capsys):
     gflop = sum(count_gflop(net, t) for t in tiles)
     wall = r["seconds_per_mp"] * 300 * 200 * 16 / 1e6
     assert r["gflops"] == pytest.approx(gflop / wall, rel=1e-6)
+
+
+@pytest.mark.slow  # the upscale runs in a child process
+def test_bench_upscale_tile_option_and_parallel_tiles(tmp_path, capsys):
+    """--tile 100 on 300x200 at x4 makes 3 x 2 tiles; with two threads two run at once and
+    the network's time is the span covered, never more than the wall time."""
+    from cclnn.cli import main
+    from cclnn.speed import bench_upscale
+    from conftest import tiny_weights
+    weights = tiny_weights(tmp_path / "srcnn_x4.safetensors", "srcnn", 4)
+    r = bench_upscale(300, 200, 4, weights=str(weights), threads=2, tile=100)
+    assert r["tiles"] == 6 and r["tile"] == 100 and r["threads"] == 2
+    assert 0 < r["network_seconds"] <= r["wall_seconds"]
+    with pytest.raises(SystemExit):
+        main(["bench", "upscale", "--tile", "-3"])
+    assert "--tile" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import NON_NEGATIVE, POSITIVE, add_json, add_scale
+from .common import NON_NEGATIVE, POSITIVE, add_json, add_scale, tile_size
 
 # (sub-command, help, default channels, default side, default repeats) of the path comparisons
 PATH_BENCHES = (
@@ -51,6 +51,8 @@ def add_parser(sub) -> None:
                                    "shipped cclnn-t)")
     q.add_argument("--weights", help="weights file (default: the shipped weights)")
     q.add_argument("--threads", type=POSITIVE, help="torch threads (default: torch's)")
+    q.add_argument("--tile", type=tile_size, default="auto",
+                   help="as cclnn upscale --tile (default auto)")
     add_json(q)
     q.set_defaults(func=run)
     q = bench_sub.add_parser("train", help="seconds per training step: data vs compute")
@@ -118,7 +120,7 @@ UPSCALE_JSON = ("seconds_per_mp", "gflops", "matmul_fraction", "user_seconds", "
 def _run_upscale(args: argparse.Namespace) -> int:
     from ..speed import bench_upscale  # loaded when run, not for --help
     r = bench_upscale(args.size[0], args.size[1], args.scale, args.model, args.weights,
-                      args.threads)
+                      args.threads, args.tile)
     if args.json:
         print(json.dumps({k: r[k] for k in UPSCALE_JSON}))
         return 0
