@@ -133,12 +133,21 @@ def test_fast_path_blocks_and_gradients(monkeypatch):
             assert (a - b).abs().max().item() <= 1e-5, name
 
 
-def test_hashing_equals_official_argmax():
-    from cclnn.models.nlsa import lsh_buckets, lsh_buckets_reference
+@pytest.mark.parametrize("integers", [False, True])
+def test_hashing_equals_official_argmax(monkeypatch, integers):
+    from cclnn.models import nlsa
+    from cclnn.models.nlsa import bucket_order, lsh_buckets, lsh_buckets_reference
+    monkeypatch.setattr(nlsa, "HASH_ELEMENTS", 84)  # slabs of 7 rows, the last one partial
     q = torch.randn(2, 300, 8)
     q[0, :5] = 0  # all-zero projections: ties everywhere, first maximum wins
     rotations = torch.randn(8, 4, 3)
-    assert torch.equal(lsh_buckets(q, rotations), lsh_buckets_reference(q, rotations))
+    if integers:  # exact ties between positions, within and across the halves [qR, -qR]
+        q, rotations = q.mul(2).round(), rotations.mul(2).round()
+    codes = lsh_buckets(q, rotations)
+    assert torch.equal(codes, lsh_buckets_reference(q, rotations))
+    assert torch.equal(bucket_order(codes, 6), codes.argsort(dim=-1, stable=True))
+    wide = torch.randint(0, 300, (2, 3, 500))  # ids that do not fit in a byte
+    assert torch.equal(bucket_order(wide, 300), wide.argsort(dim=-1, stable=True))
 
 
 @pytest.mark.parametrize("score_elements", [1, 3 * 16 * 16 * 2 * 3, 1 << 21])

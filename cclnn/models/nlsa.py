@@ -61,21 +61,50 @@ def lsh_buckets_reference(query: torch.Tensor, rotations: torch.Tensor) -> torch
     return torch.cat([projected, -projected], dim=-1).argmax(dim=-1)
 
 
+# projections (rows x rounds x buckets / 2) per slab of the hashing: 1 MB, in cache
+HASH_ELEMENTS = 1 << 18
+
+
 def lsh_buckets(query: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Bucket id [N, rounds, L] of each position by spherical LSH: argmax over [qR, -qR]
-    (first maximum on ties), computed per round without materialising the concatenation."""
-    half = rotations.shape[-1]
-    flat = query.reshape(-1, query.shape[-1])
-    codes = torch.empty(rotations.shape[1], flat.shape[0], dtype=torch.long, device=query.device)
-    step = max(1, (1 << 22) // max(1, half))  # rows per slab: bounded memory on large images
-    for r in range(rotations.shape[1]):
-        for start in range(0, flat.shape[0], step):
-            projected = flat[start:start + step] @ rotations[:, r]
-            top, top_index = projected.max(dim=-1)
-            bottom, bottom_index = projected.min(dim=-1)  # max of -qR is -min of qR
-            codes[r, start:start + step] = torch.where(top >= -bottom, top_index,
-                                                       bottom_index + half)
-    return codes.view(rotations.shape[1], *query.shape[:-1]).movedim(0, 1)
+    """Bucket id [N, rounds, L] of each position by spherical LSH: argmax over [qR, -qR],
+    first maximum on ties, without materialising the concatenation.
+
+    One matmul for all rounds per slab of rows, then only vectorised passes (torch's
+    index reductions are scalar loops, several times slower): the maximum of [p, -p] is
+    ``max(p)`` in the first half if ``max(p) >= -min(p)`` (the first half wins ties), else
+    ``-min(p)`` in the second, and its first position j is where ``half - j`` is largest
+    among the positions whose p equals that max or min.
+    """
+    match, rounds, half = rotations.shape
+    flat = query.reshape(-1, match)
+    project = rotations.reshape(match, rounds * half).T.to(flat.dtype)  # as autocast would
+    codes = torch.empty(rounds, flat.shape[0], dtype=torch.long, device=query.device)
+    rank = torch.arange(half, 0, -1, dtype=query.dtype, device=query.device).view(half, 1)
+    step = max(1, HASH_ELEMENTS // (rounds * half))
+    buffer = flat.new_empty(rounds * half * min(step, flat.shape[0]))  # reused: no page faults
+    for start in range(0, flat.shape[0], step):
+        rows = flat[start:start + step]
+        # projections [rounds, half, rows]: the reductions over half run along the rows
+        p = torch.mm(project, rows.T, out=buffer[:rounds * half * rows.shape[0]].view(
+            rounds * half, -1)).view(rounds, half, -1)
+        top, bottom = p.amax(dim=1, keepdim=True), p.amin(dim=1, keepdim=True)
+        first_half = top >= -bottom
+        hits = torch.eq(p, torch.where(first_half, top, bottom), out=p)  # 1.0 where equal
+        first = hits.mul_(rank).amax(dim=1)  # half - (first position of the max or min)
+        codes[:, start:start + step] = torch.where(first_half.squeeze(1), half - first,
+                                                   2 * half - first)
+    # rounds outermost in memory: each round's codes are contiguous for the sort
+    return codes.view(rounds, *query.shape[:-1]).movedim(0, -2)
+
+
+def bucket_order(codes: torch.Tensor, buckets: int) -> torch.Tensor:
+    """[N, R, L] bucket ids (at most ``buckets``) -> positions sorted by bucket, ties in
+    raster order. One stable 1-D sort per image and round, of the ids as bytes where they
+    fit: ~10x faster in torch than one sort of the int64 ids along the last dim."""
+    flat = codes.flatten(0, 1)
+    if buckets < 256:
+        flat = flat.to(torch.uint8)
+    return torch.stack([c.argsort(stable=True) for c in flat]).view(codes.shape)
 
 
 def reference_sparse_attention(query: torch.Tensor, value: torch.Tensor,
@@ -381,7 +410,7 @@ def fast_sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: t
     chunk = min(chunk_size, length)
     padding = -(-length // chunk) * chunk - length
     with torch.no_grad():
-        order = lsh_buckets(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
+        order = bucket_order(lsh_buckets(query, rotations), 2 * rotations.shape[-1])
         padded_order = torch.cat([order, order[..., length - padding:]], -1) if padding else order
     keys = F.normalize(query, p=2, dim=-1, eps=KEY_NORM_EPS).to(value.dtype)
     query = query.to(value.dtype)  # autocast may leave the normalised keys in float32
