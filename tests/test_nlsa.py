@@ -205,3 +205,25 @@ def test_inference_path_matches_reference(monkeypatch, score_elements, gather_el
     monkeypatch.setattr(nlsa, "EXP_FLOOR", -math.inf)  # the denormal guard changes nothing
     with torch.no_grad():
         assert torch.equal(module(x.detach(), rotations=rotations), inference)
+
+
+@pytest.mark.parametrize("scale", [1e-7, 1e3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_extremes_and_layouts(scale, channels_last):
+    """Queries below KEY_NORM_EPS, and queries so large that unshifted exp() overflows; an
+    NCHW or channels-last input (the result keeps its layout, the input is not modified)."""
+    module = NonLocalSparseAttention(8, n_hashes=2, chunk_size=16, reduction=2, res_scale=0.5)
+    x = torch.randn(2, 8, 9, 10) * scale
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    original = x.clone()
+    rotations = torch.randn(module.rotations_shape(9, 10))
+    with torch.no_grad():
+        fast = module(x, rotations=rotations)
+        module.use_fast = False
+        reference = module(x, rotations=rotations)
+    assert torch.equal(x, original)
+    assert fast.is_contiguous(memory_format=torch.channels_last if channels_last
+                              else torch.contiguous_format)
+    assert torch.isfinite(fast).all()
+    assert ((fast - reference).abs().max() / reference.abs().max()).item() <= 1e-5
