@@ -133,20 +133,62 @@ def test_fast_path_blocks_and_gradients(monkeypatch):
             assert (a - b).abs().max().item() <= 1e-5, name
 
 
-def test_hashing_equals_official_argmax():
-    from cclnn.models.nlsa import lsh_buckets, lsh_buckets_reference
+@pytest.mark.parametrize("integers", [False, True])
+def test_hashing_equals_official_argmax(monkeypatch, integers):
+    from cclnn.models import nlsa
+    from cclnn.models.nlsa import bucket_order, lsh_buckets, lsh_buckets_reference
+    monkeypatch.setattr(nlsa, "HASH_ELEMENTS", 84)  # slabs of 7 rows, the last one partial
     q = torch.randn(2, 300, 8)
     q[0, :5] = 0  # all-zero projections: ties everywhere, first maximum wins
     rotations = torch.randn(8, 4, 3)
-    assert torch.equal(lsh_buckets(q, rotations), lsh_buckets_reference(q, rotations))
+    if integers:  # exact ties between positions, within and across the halves [qR, -qR]
+        q, rotations = q.mul(2).round(), rotations.mul(2).round()
+    codes = lsh_buckets(q, rotations)
+    assert torch.equal(codes, lsh_buckets_reference(q, rotations))
+    assert torch.equal(bucket_order(codes, 6), codes.argsort(dim=-1, stable=True))
+    wide = torch.randint(0, 300, (2, 3, 500))  # ids that do not fit in a byte
+    assert torch.equal(bucket_order(wide, 300), wide.argsort(dim=-1, stable=True))
 
 
-@pytest.mark.parametrize("score_elements", [1, 3 * 16 * 16 * 2 * 3, 1 << 21])
-def test_inference_path_matches_reference(monkeypatch, score_elements):
-    """Without autograd, the explicit-score path (in blocks of 1, 3 or all chunks) gives the
-    reference program's output, and the same as the fused training path."""
+@pytest.mark.parametrize("length, chunk", [(323, 144), (40, 144), (150, 16)])
+def test_row_maximum_is_the_query_norm(length, chunk):
+    """The inference path shifts each query's scores by -|q| instead of their maximum: in
+    its window (padding copies and the single-chunk case included) a query's largest score
+    is its own key's, |q|, and none is larger (below KEY_NORM_EPS all are within |q| of 0)."""
+    from cclnn.models.nlsa import KEY_NORM_EPS, _score_table, lsh_buckets_reference
+    n, match, rounds = 2, 4, 3
+    query = torch.randn(n, length, match) * torch.logspace(-7, 3, length).view(1, -1, 1)
+    query[0, :3] = 0
+    rotations = torch.randn(match, rounds, num_buckets(length, chunk) // 2)
+    # the reference program's chunks: sorted, padded by repeating the last positions
+    chunk = min(chunk, length)
+    n_chunks = math.ceil(length / chunk)
+    order = lsh_buckets_reference(query, rotations).argsort(dim=-1, stable=True)
+    order = torch.cat([order, order[..., 2 * length - n_chunks * chunk:]], dim=-1)
+    table = _score_table(query.reshape(-1, match)).view(n, length, 2, match + 1)
+    rows = table[torch.arange(n).view(n, 1, 1), order].view(n, rounds, n_chunks, chunk, 2, -1)
+    keys = torch.cat([rows[..., 1, :].roll(shift, dims=2) for shift in (0, 1, -1)], dim=3)
+    # q . k - |q| for each query and key of its window: [n, R, chunks, chunk, 3 chunk]
+    shifted = rows[..., 0, :] @ keys.transpose(-1, -2)
+    norms = query.norm(dim=-1)[torch.arange(n).view(n, 1), order.flatten(1)].view(
+        n, rounds, n_chunks, chunk)
+    assert (shifted <= 1e-6 * norms.unsqueeze(-1)).all()
+    top = shifted.amax(dim=-1)
+    large = norms >= KEY_NORM_EPS
+    assert large.any() and (~large).any()
+    assert (top[large].abs() <= 1e-6 * norms[large]).all()
+    assert (top[~large].abs() <= 2 * norms[~large]).all()
+
+
+@pytest.mark.parametrize("score_elements, gather_elements",
+                         [(1, 1), (2 * 3 * 16 * 16, 4 * 16 * (8 + 2 * 5)), (1 << 21, 1 << 21)])
+def test_inference_path_matches_reference(monkeypatch, score_elements, gather_elements):
+    """Without autograd, the explicit-score path (score blocks of 1, 2 or all 9 chunks,
+    gathered in super-blocks of 1, 4 or all chunks: a last super-block shorter than a
+    block) gives the reference program's output, and the same as the fused training path."""
     from cclnn.models import nlsa
     monkeypatch.setattr(nlsa, "SCORE_ELEMENTS", score_elements)
+    monkeypatch.setattr(nlsa, "GATHER_ELEMENTS", gather_elements)
     module = NonLocalSparseAttention(8, n_hashes=3, chunk_size=16, reduction=2)
     x = torch.randn(2, 8, 11, 13)
     x[1] *= 100  # scores far below the row maximum: exp() would give denormal numbers
@@ -163,3 +205,25 @@ def test_inference_path_matches_reference(monkeypatch, score_elements):
     monkeypatch.setattr(nlsa, "EXP_FLOOR", -math.inf)  # the denormal guard changes nothing
     with torch.no_grad():
         assert torch.equal(module(x.detach(), rotations=rotations), inference)
+
+
+@pytest.mark.parametrize("scale", [1e-7, 1e3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_extremes_and_layouts(scale, channels_last):
+    """Queries below KEY_NORM_EPS, and queries so large that unshifted exp() overflows; an
+    NCHW or channels-last input (the result keeps its layout, the input is not modified)."""
+    module = NonLocalSparseAttention(8, n_hashes=2, chunk_size=16, reduction=2, res_scale=0.5)
+    x = torch.randn(2, 8, 9, 10) * scale
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    original = x.clone()
+    rotations = torch.randn(module.rotations_shape(9, 10))
+    with torch.no_grad():
+        fast = module(x, rotations=rotations)
+        module.use_fast = False
+        reference = module(x, rotations=rotations)
+    assert torch.equal(x, original)
+    assert fast.is_contiguous(memory_format=torch.channels_last if channels_last
+                              else torch.contiguous_format)
+    assert torch.isfinite(fast).all()
+    assert ((fast - reference).abs().max() / reference.abs().max()).item() <= 1e-5

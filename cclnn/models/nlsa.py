@@ -21,11 +21,13 @@ Implementation: :func:`reference_sparse_attention` is the official tensor progra
 oracle of the tests). The fast paths never materialise the full score tensor nor copy
 each chunk three times: training uses a fused attention kernel per hash round
 (:class:`_FusedLSHAttention`, exact gradients from its backward; the CPU's flash kernel, on
-CUDA the memory-efficient or flash kernel, see :mod:`cclnn.models.attention_kernels`);
-inference uses explicit
-score matrices a cache-sized block of chunks at a time (:func:`_blocked_attention`), which
-avoids the kernel's zero padding of the C/reduction match embedding. Rounds are merged online
-by their log-sum-exp, so memory stays a few blocks plus the output at any image size.
+CUDA the memory-efficient or flash kernel, see :mod:`cclnn.models.attention_kernels`),
+its rounds merged online by their log-sum-exp. Inference uses explicit score matrices an
+L2-sized block of chunks at a time (:func:`_blocked_attention`), which avoids the kernel's
+zero padding of the C/reduction match embedding; a query's largest score is its own, |q|,
+so scores come out of the matmul already shifted by it, and as that shift is the same in
+every round the rounds merge as plain sums, divided once at the end. Memory stays a few
+blocks plus the output at any image size.
 
 Random rotations: in training mode they are drawn from the global RNG (so seeding torch makes
 training reproducible); in eval mode they are drawn from a private generator seeded with
@@ -61,21 +63,50 @@ def lsh_buckets_reference(query: torch.Tensor, rotations: torch.Tensor) -> torch
     return torch.cat([projected, -projected], dim=-1).argmax(dim=-1)
 
 
+# projections (rows x rounds x buckets / 2) per slab of the hashing: 1 MB, in cache
+HASH_ELEMENTS = 1 << 18
+
+
 def lsh_buckets(query: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Bucket id [N, rounds, L] of each position by spherical LSH: argmax over [qR, -qR]
-    (first maximum on ties), computed per round without materialising the concatenation."""
-    half = rotations.shape[-1]
-    flat = query.reshape(-1, query.shape[-1])
-    codes = torch.empty(rotations.shape[1], flat.shape[0], dtype=torch.long, device=query.device)
-    step = max(1, (1 << 22) // max(1, half))  # rows per slab: bounded memory on large images
-    for r in range(rotations.shape[1]):
-        for start in range(0, flat.shape[0], step):
-            projected = flat[start:start + step] @ rotations[:, r]
-            top, top_index = projected.max(dim=-1)
-            bottom, bottom_index = projected.min(dim=-1)  # max of -qR is -min of qR
-            codes[r, start:start + step] = torch.where(top >= -bottom, top_index,
-                                                       bottom_index + half)
-    return codes.view(rotations.shape[1], *query.shape[:-1]).movedim(0, 1)
+    """Bucket id [N, rounds, L] of each position by spherical LSH: argmax over [qR, -qR],
+    first maximum on ties, without materialising the concatenation.
+
+    One matmul for all rounds per slab of rows, then only vectorised passes (torch's
+    index reductions are scalar loops, several times slower): the maximum of [p, -p] is
+    ``max(p)`` in the first half if ``max(p) >= -min(p)`` (the first half wins ties), else
+    ``-min(p)`` in the second, and its first position j is where ``half - j`` is largest
+    among the positions whose p equals that max or min.
+    """
+    match, rounds, half = rotations.shape
+    flat = query.reshape(-1, match)
+    project = rotations.reshape(match, rounds * half).T.to(flat.dtype)  # as autocast would
+    codes = torch.empty(rounds, flat.shape[0], dtype=torch.long, device=query.device)
+    rank = torch.arange(half, 0, -1, dtype=query.dtype, device=query.device).view(half, 1)
+    step = max(1, HASH_ELEMENTS // (rounds * half))
+    buffer = flat.new_empty(rounds * half * min(step, flat.shape[0]))  # reused: no page faults
+    for start in range(0, flat.shape[0], step):
+        rows = flat[start:start + step]
+        # projections [rounds, half, rows]: the reductions over half run along the rows
+        p = torch.mm(project, rows.T, out=buffer[:rounds * half * rows.shape[0]].view(
+            rounds * half, -1)).view(rounds, half, -1)
+        top, bottom = p.amax(dim=1, keepdim=True), p.amin(dim=1, keepdim=True)
+        first_half = top >= -bottom
+        hits = torch.eq(p, torch.where(first_half, top, bottom), out=p)  # 1.0 where equal
+        first = hits.mul_(rank).amax(dim=1)  # half - (first position of the max or min)
+        codes[:, start:start + step] = torch.where(first_half.squeeze(1), half - first,
+                                                   2 * half - first)
+    # rounds outermost in memory: each round's codes are contiguous for the sort
+    return codes.view(rounds, *query.shape[:-1]).movedim(0, -2)
+
+
+def bucket_order(codes: torch.Tensor, buckets: int) -> torch.Tensor:
+    """[N, R, L] bucket ids (at most ``buckets``) -> positions sorted by bucket, ties in
+    raster order. One stable 1-D sort per image and round, of the ids as bytes where they
+    fit: ~10x faster in torch than one sort of the int64 ids along the last dim."""
+    flat = codes.flatten(0, 1)
+    if buckets < 256:
+        flat = flat.to(torch.uint8)
+    return torch.stack([c.argsort(stable=True) for c in flat]).view(codes.shape)
 
 
 def reference_sparse_attention(query: torch.Tensor, value: torch.Tensor,
@@ -145,8 +176,7 @@ class _Blocks:
     copied three times and no rolled copy is made.
     """
 
-    def __init__(self, padded_order: torch.Tensor, length: int, chunk: int, channels: int,
-                 size: int | None = None):
+    def __init__(self, padded_order: torch.Tensor, length: int, chunk: int, channels: int):
         self.n, length_padded = padded_order.shape
         self.chunk, self.length = chunk, length
         self.n_chunks = length_padded // chunk
@@ -154,9 +184,7 @@ class _Blocks:
         self.device = padded_order.device
         self.offsets = (torch.arange(self.n, device=self.device) * length).view(-1, 1, 1)
         per_chunk = self.n * chunk * channels
-        if size is not None:
-            self.size = max(1, min(self.n_chunks, size))
-        elif per_chunk * self.n_chunks <= ROUND_ELEMENTS:
+        if per_chunk * self.n_chunks <= ROUND_ELEMENTS:
             self.size = self.n_chunks
         else:
             self.size = max(1, min(self.n_chunks, BLOCK_ELEMENTS // per_chunk))
@@ -318,46 +346,100 @@ def _merge_block(out, lse, first: bool, own_rows, real: int, out_b, lse_b) -> No
         lse.index_copy_(0, rows, merged_lse)
 
 
-# Inference: chunks per block of explicit score matrices (each chunk's are chunk x 3 chunk)
-SCORE_ELEMENTS = 1 << 21
-# exp(s - max) below exp(-80) ~ 2e-35 is clamped there: it changes no float32 result (the
-# largest term is 1), and keeps denormal numbers, which make the value matmul several times
-# slower on x86, out of the weights (unnormalised queries of bright images make such scores)
+# Inference: chunks per score block (its scores [m, chunk, 3 chunk] at most SCORE_ELEMENTS
+# floats, in L2 cache, or one chunk), cut from super-blocks of consecutive chunks whose rows
+# (about GATHER_ELEMENTS floats of queries, keys and values) are gathered at once
+SCORE_ELEMENTS = 1 << 17
+GATHER_ELEMENTS = 1 << 21
+# exp(s - |q|) below exp(-80) ~ 2e-35 is clamped there: it changes no float32 result (the
+# largest term, the own key's, is 1), and keeps denormal numbers, which make the value matmul
+# several times slower on x86, out of the weights (unnormalised queries of bright images,
+# |q| in the hundreds, make such scores)
 EXP_FLOOR = -80.0
 
 
-def _blocked_attention(query, keys, value, padded_order, chunk: int) -> torch.Tensor:
+def _score_table(query: torch.Tensor) -> torch.Tensor:
+    """[rows, Cq] queries -> [rows, 2 (Cq + 1)] table ``[q, -|q|, k, 1]`` (k = the
+    normalised key): the dot product of a query part and a key part is ``q . k - |q|``.
+
+    ``|q|`` is the maximum of each query's scores: its own key is in its own chunk (padding
+    rows are copies, so theirs too) and scores ``q . k = |q|``, and no score exceeds it
+    (``|k| <= 1``); below ``KEY_NORM_EPS`` all scores are within ``|q|`` of 0. So the
+    shifted scores need no row maximum, and the shift is the same in every hash round.
+    """
+    rows, match = query.shape
+    norm = torch.linalg.vector_norm(query, dim=-1, keepdim=True)
+    table = query.new_empty(rows, 2, match + 1)
+    torch.cat([query, norm.neg()], dim=1, out=table[:, 0])
+    torch.div(query, norm.clamp_min(KEY_NORM_EPS), out=table[:, 1, :match])  # F.normalize
+    table[:, 1, match] = 1
+    return table.view(rows, 2 * (match + 1))
+
+
+def _window_view(rows: torch.Tensor, count: int, chunk: int) -> torch.Tensor:
+    """Rows of chunks -1 ... count [(count + 2) chunk, c] (any row stride) -> view
+    [count, 3 chunk, c]: window i holds chunks i - 1, i, i + 1 (nothing is copied)."""
+    return rows.as_strided((count, 3 * chunk, rows.shape[1]),
+                           (chunk * rows.stride(0), rows.stride(0), rows.stride(1)))
+
+
+def _blocked_attention(query, value, padded_order, chunk: int) -> torch.Tensor:
     """Inference-only LSH attention with explicit score matrices, a block of chunks at a time.
 
     Without autograd there is nothing to save, so each block's scores [m, chunk, 3 chunk]
-    (a few MB, in cache) are formed by one batched matmul of the C/reduction-channel
-    queries and keys, soft-maxed in place and multiplied by the values; unlike the fused
-    kernel this needs no zero padding of the match embedding to C channels, which makes it
-    ~15 % faster on large images. Same windows, log-sum-exp merge and padding rule as
-    :class:`_FusedLSHAttention`; computed in float32 whatever the input's dtype.
+    (half a MB at chunk 144: in L2 cache) come from one batched matmul of the
+    C/reduction-channel queries and keys, already shifted by ``-|q|`` (see
+    :func:`_score_table`), and are exponentiated in place and multiplied by the values
+    (unlike the fused kernel, no zero padding of the match embedding to C channels). The
+    rows of a super-block of consecutive chunks are gathered at once, its score blocks are
+    views of them. The shift is the same in every round, so the rounds'
+    ``softmax_r(lse_r)``-weighted merge is ``sum_r U_r / sum_r S_r`` with U_r, S_r the
+    round's unnormalised outputs and weight sums: both are summed into raster order with
+    one ``index_add_`` per super-block and divided once at the end. Same windows and
+    padding rule as :class:`_FusedLSHAttention`; float32 whatever the input's dtype (also
+    under autocast: the matmuls write into float32 buffers).
     """
     n, length, channels = value.shape
-    match = query.shape[-1]
-    q_flat = query.reshape(n * length, match).float()
-    k_flat = keys.reshape(n * length, match).float()
+    rounds, n_chunks = padded_order.shape[1], padded_order.shape[2] // chunk
+    table = _score_table(query.reshape(n * length, -1).float())
+    width = table.shape[1] // 2  # [q, -|q|] | [k, 1]
     v_flat = value.reshape(n * length, channels).float()
-    out = torch.empty(n * length, channels, dtype=torch.float32, device=value.device)
-    lse = torch.empty(n * length, dtype=torch.float32, device=value.device)
-    per_block = max(1, SCORE_ELEMENTS // (3 * chunk * chunk * n))
-    for r in range(padded_order.shape[1]):
-        blocks = _Blocks(padded_order[:, r], length, chunk, channels, size=per_block)
-        for _, m, ext_rows, own_rows, real in blocks:
-            q = q_flat.index_select(0, own_rows).view(n * m, chunk, match)
-            k = _windows(k_flat.index_select(0, ext_rows).view(n, m + 2, chunk, match))
-            v = _windows(v_flat.index_select(0, ext_rows).view(n, m + 2, chunk, channels))
-            scores = torch.matmul(q, k.reshape(n * m, 3 * chunk, match).transpose(1, 2))
-            top = scores.amax(dim=-1, keepdim=True)
-            weights = scores.sub_(top).clamp_(min=EXP_FLOOR).exp_()
-            total = weights.sum(dim=-1, keepdim=True)
-            out_b = torch.matmul(weights, v.reshape(n * m, 3 * chunk, channels)).div_(total)
-            _merge_block(out, lse, r == 0, own_rows, real, out_b.view(n, -1, channels),
-                         total.log_().add_(top).view(n, -1))
-    return out.view(n, length, channels).to(value.dtype)
+    out = torch.zeros(n * length, channels, dtype=torch.float32, device=value.device)
+    total = torch.zeros(n * length, dtype=torch.float32, device=value.device)
+    m = max(1, min(n_chunks, SCORE_ELEMENTS // (3 * chunk * chunk)))
+    size = min(n_chunks, m * max(1, GATHER_ELEMENTS // (m * chunk * (channels + 2 * width))))
+    scores = torch.empty(m, chunk, 3 * chunk, device=value.device)
+    u = torch.empty(size * chunk, channels, device=value.device)  # super-block, sorted order
+    s = torch.empty(size * chunk, device=value.device)
+    qk_rows = table.new_empty((size + 2) * chunk, table.shape[1])  # reused: no page faults
+    v_rows = v_flat.new_empty((size + 2) * chunk, channels)
+    for b in range(n):
+        for r in range(rounds):
+            order = padded_order[b, r] + b * length
+            # sorted rows with the last chunk before and the first after (cyclic
+            # neighbours): chunks c - 1 ... c + 1 are rows (c ... c + 3) * chunk of it
+            ext_order = torch.cat([order[-chunk:], order, order[:chunk]])
+            for s0 in range(0, n_chunks, size):
+                s1 = min(s0 + size, n_chunks)
+                rows = ext_order[s0 * chunk:(s1 + 2) * chunk]
+                qk = torch.index_select(table, 0, rows, out=qk_rows[:rows.numel()])
+                v = torch.index_select(v_flat, 0, rows, out=v_rows[:rows.numel()])
+                count = s1 - s0  # chunks
+                blocks = zip(  # score blocks of m chunks: views of the super-block's rows
+                    qk[chunk:(count + 1) * chunk, :width].view(count, chunk, width).split(m),
+                    _window_view(qk[:, width:], count, chunk).transpose(1, 2).split(m),
+                    _window_view(v, count, chunk).split(m),
+                    u[:count * chunk].view(count, chunk, channels).split(m),
+                    s[:count * chunk].view(count, chunk).split(m))
+                for q_b, k_b, v_b, u_b, s_b in blocks:
+                    w = torch.bmm(q_b, k_b, out=scores[:q_b.shape[0]])
+                    torch.sum(w.clamp_(min=EXP_FLOOR).exp_(), dim=-1, out=s_b)
+                    torch.bmm(w, v_b, out=u_b)
+                real = min(length, s1 * chunk) - s0 * chunk  # sorted rows >= length: padding
+                own = rows[chunk:chunk + real]
+                out.index_add_(0, own, u[:real])
+                total.index_add_(0, own, s[:real])
+    return out.div_(total.unsqueeze(-1)).view(n, length, channels).to(value.dtype)
 
 
 def _merge(out_a, lse_a, out_b, lse_b):
@@ -381,13 +463,13 @@ def fast_sparse_attention(query: torch.Tensor, value: torch.Tensor, rotations: t
     chunk = min(chunk_size, length)
     padding = -(-length // chunk) * chunk - length
     with torch.no_grad():
-        order = lsh_buckets(query, rotations).argsort(dim=-1, stable=True)  # [N, R, L]
+        order = bucket_order(lsh_buckets(query, rotations), 2 * rotations.shape[-1])
         padded_order = torch.cat([order, order[..., length - padding:]], -1) if padding else order
+    if not (torch.is_grad_enabled() and (query.requires_grad or value.requires_grad)):
+        return _blocked_attention(query.to(value.dtype).contiguous(), value.contiguous(),
+                                  padded_order.contiguous(), chunk)
     keys = F.normalize(query, p=2, dim=-1, eps=KEY_NORM_EPS).to(value.dtype)
     query = query.to(value.dtype)  # autocast may leave the normalised keys in float32
-    if not (torch.is_grad_enabled() and (query.requires_grad or value.requires_grad)):
-        return _blocked_attention(query.contiguous(), keys.contiguous(), value.contiguous(),
-                                  padded_order.contiguous(), chunk)
     return _FusedLSHAttention.apply(query.contiguous(), keys.contiguous(), value.contiguous(),
                                     padded_order.contiguous(), chunk, kernel)
 
@@ -444,8 +526,26 @@ class NonLocalSparseAttention(nn.Module):
         attended = sparse_attention(query, value, rotations.to(x.dtype), self.chunk_size,
                                     fast=self.use_fast)
         del query, value
-        # a channels-last view of the result: the residual sum is the only new tensor
-        return torch.add(x, attended.view(n, h, w, c).permute(0, 3, 1, 2), alpha=self.res_scale)
+        return self._residual(x, attended)
+
+    def _residual(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """``x + res_scale * attended`` ([N, L, C], position-major) in the layout of x.
+
+        Without autograd, ``attended`` (a new tensor of ours) is reused: the sum is made in
+        it for a channels-last x, and for an NCHW x it is first transposed to [C, L] per
+        image by torch's blocked 2-D transpose (torch.add across the two layouts strides
+        through memory, ~3x slower at 64 x 532 x 532)."""
+        n, c, h, w = x.shape
+        if attended.requires_grad or attended.dtype != x.dtype:
+            return torch.add(x, attended.view(n, h, w, c).permute(0, 3, 1, 2),
+                             alpha=self.res_scale)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            out = attended.view(n, h, w, c).permute(0, 3, 1, 2)
+        else:
+            out = torch.empty(n, c, h, w, dtype=x.dtype, device=x.device)
+            for image, rows in zip(out, attended):
+                image.view(c, h * w).copy_(rows.T)
+        return torch.add(x, out, alpha=self.res_scale, out=out)
 
 
 # Official checkpoints wrap both convs in a one-layer Sequential (``conv_match.0.weight``).
