@@ -94,14 +94,23 @@ def _tile_outputs(net: Net, crop: Callable[[int, int, int, int], torch.Tensor],
     """``net(crop(*box))`` for each box, in order; with ``workers`` > 1 that many tiles are
     computed at once in threads of one torch thread each (the GIL is released inside torch),
     at most ``workers`` outputs held, so the result does not depend on ``workers``."""
+    largest = [0, 0]
+
+    def run(box):
+        height, width = box[1] - box[0], box[3] - box[2]
+        if height > largest[0] or width > largest[1]:  # (the first tile too: a new image)
+            largest[:] = max(height, largest[0]), max(width, largest[1])
+            release_freed_memory()
+        return net(crop(*box))
     if workers <= 1 or len(boxes) < 2:
         for box in boxes:
-            yield net(crop(*box))
+            yield run(box)
         return
 
-    def one(box):
+    def one(box):  # in a new thread: autograd's mode is per thread
         with torch.inference_mode():
-            return net(crop(*box))
+            return run(box)
+
     with torch_threads(1), ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
                                               initargs=(1,)) as pool:
         pending = deque(pool.submit(one, box) for box in boxes[:workers])
@@ -112,6 +121,22 @@ def _tile_outputs(net: Net, crop: Callable[[int, int, int, int], torch.Tensor],
             if box is not None:
                 pending.append(pool.submit(one, box))
             yield sr
+
+
+def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(core start, core stop, input start, input stop) of the tiles along one side of
+    ``size`` LR pixels: ``ceil(size / tile)`` even cores, and inputs all of one length (the
+    longest core plus ``overlap`` on both sides, or the whole side), moved inwards at the
+    borders rather than clipped, so every tile of an image has the same shape (its
+    allocations then reuse the last tile's memory) and at least ``overlap`` of context."""
+    n = -(-size // tile)
+    cuts = [size * i // n for i in range(n + 1)]
+    window = min(size, -(-size // n) + 2 * overlap)
+    spans = []
+    for a0, a1 in zip(cuts, cuts[1:]):
+        lo = min(max(0, a0 - overlap), size - window)
+        spans.append((a0, a1, lo, lo + window))
+    return spans
 
 
 def tiled_bands(net: Net, crop: Callable[[int, int, int, int], torch.Tensor], h: int, w: int,
@@ -129,21 +154,19 @@ def tiled_bands(net: Net, crop: Callable[[int, int, int, int], torch.Tensor], h:
     if tile <= 0:
         raise ValueError("tile must be positive")
     fade = overlap // 2
-    rows = [(y0, min(y0 + tile, h)) for y0 in range(0, h, tile)]
-    cols = [(x0, min(x0 + tile, w)) for x0 in range(0, w, tile)]
-    inputs = lambda a0, a1, size: (max(0, a0 - overlap), min(size, a1 + overlap))  # noqa: E731
-    boxes = [(*inputs(y0, y1, h), *inputs(x0, x1, w)) for y0, y1 in rows for x0, x1 in cols]
+    rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
+    boxes = [(iy0, iy1, ix0, ix1) for _, _, iy0, iy1 in rows for _, _, ix0, ix1 in cols]
     outputs = _tile_outputs(net, crop, boxes, workers)
     try:
         acc = weight_sum = None  # the rows from ``done`` on that tiles still add to
         done = 0
-        for y0, y1 in rows:
-            iy0, iy1 = inputs(y0, y1, h)
+        for y0, y1, iy0, iy1 in rows:
             wy = _fade((iy1 - iy0) * scale, y0 - iy0, y1 - iy0, scale, fade)
-            grow = iy1 * scale - done - (0 if acc is None else acc.shape[2])
-            for x0, x1 in cols:
-                ix0, ix1 = inputs(x0, x1, w)
+            ry0, ry1 = max(iy0, y0 - fade), min(iy1, y1 + fade)  # rows it weighs at all
+            grow = ry1 * scale - done - (0 if acc is None else acc.shape[2])
+            for x0, x1, ix0, ix1 in cols:
                 wx = _fade((ix1 - ix0) * scale, x0 - ix0, x1 - ix0, scale, fade)
+                rx0, rx1 = max(ix0, x0 - fade), min(ix1, x1 + fade)
                 sr = next(outputs).float().cpu()
                 if acc is None:
                     acc = torch.zeros(1, sr.shape[1], 0, w * scale)
@@ -153,14 +176,16 @@ def tiled_bands(net: Net, crop: Callable[[int, int, int, int], torch.Tensor], h:
                     weight_sum = torch.cat([weight_sum, weight_sum.new_zeros(1, 1, grow,
                                                                              w * scale)], 2)
                     grow = 0
-                weights = (wy[:, None] * wx[None, :]).float()
-                region = (..., slice(iy0 * scale - done, iy1 * scale - done),
-                          slice(ix0 * scale, ix1 * scale))
-                acc[region] += sr * weights
+                inside = (slice((ry0 - iy0) * scale, (ry1 - iy0) * scale),
+                          slice((rx0 - ix0) * scale, (rx1 - ix0) * scale))
+                weights = (wy[inside[0], None] * wx[None, inside[1]]).float()
+                region = (..., slice(ry0 * scale - done, ry1 * scale - done),
+                          slice(rx0 * scale, rx1 * scale))
+                acc[region] += sr[(..., *inside)] * weights
                 weight_sum[region] += weights
                 if on_tile is not None:
                     on_tile()
-            final = (max(0, y1 - overlap) if y1 < h else h) * scale - done  # no later tile adds
+            final = (max(0, y1 - fade) if y1 < h else h) * scale - done  # no later tile adds
             yield acc[:, :, :final].div(weight_sum[:, :, :final])
             acc, weight_sum = acc[:, :, final:].clone(), weight_sum[:, :, final:].clone()
             done += final
@@ -263,6 +288,7 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
         net = (lambda t: self_ensemble(run, t)) if ensemble else run
         threads = usable_threads(torch.get_num_threads()) if fast_cpu else None
         if tile_count(h, w, tile or 0) == 1:
+            release_freed_memory()  # (a new image: sizes unlike the last one's)
             with torch_threads(threads):
                 y = net(image_to_tensor(lr))
             if on_tile is not None:
@@ -270,8 +296,9 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
             return tensor_to_image(y)
         out = np.empty((h * scale, w * scale, 3), np.uint8)
         crop = lambda y0, y1, x0, x1: image_to_tensor(lr[y0:y1, x0:x1])  # noqa: E731
-        _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile, threads or 1),
-                   out)
+        with torch_threads(1 if fast_cpu else None):  # fast: one torch thread per tile
+            _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile,
+                                   threads or 1), out)
         return out
 
 
@@ -315,14 +342,29 @@ def keep_freed_memory() -> bool:
     """Have glibc keep freed memory for reuse (all of it in the heap, none returned): a
     network's activations (tens of MB each) are otherwise mapped fresh and zeroed by the
     kernel at every layer, which cost ~40 % extra system time on the CPU. The process then
-    holds its peak memory until it ends. False where the C library is not glibc."""
+    holds its peak memory until it ends (see :func:`release_freed_memory`). False where the
+    C library is not glibc."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
     m_trim_threshold, m_mmap_max = -1, -4
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))
+    global _LIBC
+    if mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2 ** 31 - 1):
+        _LIBC = libc
+    return _LIBC is not None
+
+
+_LIBC = None  # glibc, once keep_freed_memory has changed its policy
+
+
+def release_freed_memory() -> None:
+    """Give the kept free memory back (``malloc_trim``), so that tensors larger than any
+    before are not placed beside resident holes too small for them: called when a tile
+    larger than the earlier ones comes, it keeps the peak at one tile's working set."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def describe_device(device: torch.device) -> str:

@@ -11,7 +11,8 @@ from PIL import Image
 
 import cclnn
 from cclnn.cli import main
-from cclnn.inference import _fade, image_to_tensor, super_resolve, tensor_to_image
+from cclnn.inference import (_fade, image_to_tensor, super_resolve, tensor_to_image,
+                             tile_spans)
 from cclnn.upscaling import check_output_size, peak_bytes
 from conftest import cli_env, tiny_weights
 
@@ -37,17 +38,14 @@ def picture(path, h=6, w=5, seed=0, **save):
 
 
 def whole_image_accumulator(net, x, scale, tile, overlap):
-    """The former tiled(): one float accumulator and weight map of the whole output."""
+    """One float accumulator and weight map of the whole output, each tile's whole input
+    window added (its zero weights too) in raster order of the tiles."""
     _, _, h, w = x.shape
     fade, out = overlap // 2, None
     weight_sum = torch.zeros(1, 1, h * scale, w * scale)
-    for y0 in range(0, h, tile):
-        y1 = min(y0 + tile, h)
-        iy0, iy1 = max(0, y0 - overlap), min(h, y1 + overlap)
+    for y0, y1, iy0, iy1 in tile_spans(h, tile, overlap):
         wy = _fade((iy1 - iy0) * scale, y0 - iy0, y1 - iy0, scale, fade)
-        for x0 in range(0, w, tile):
-            x1 = min(x0 + tile, w)
-            ix0, ix1 = max(0, x0 - overlap), min(w, x1 + overlap)
+        for x0, x1, ix0, ix1 in tile_spans(w, tile, overlap):
             wx = _fade((ix1 - ix0) * scale, x0 - ix0, x1 - ix0, scale, fade)
             sr = net(x[..., iy0:iy1, ix0:ix1]).float()
             if out is None:
@@ -57,6 +55,18 @@ def whole_image_accumulator(net, x, scale, tile, overlap):
             out[region] += sr * weights
             weight_sum[region] += weights
     return out.div_(weight_sum)
+
+
+@pytest.mark.parametrize("size, tile, overlap", [(1000, 512, 16), (17, 5, 0), (8, 3, 3),
+                                                 (11, 6, 12), (45, 16, 16)])
+def test_tile_spans_cover_with_full_context_and_one_shape(size, tile, overlap):
+    spans = tile_spans(size, tile, overlap)
+    assert spans[0][0] == 0 and spans[-1][1] == size and len(spans) == -(-size // tile)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # cores tile the side
+    assert len({i1 - i0 for _, _, i0, i1 in spans}) == 1  # one input length
+    for a0, a1, i0, i1 in spans:
+        assert a1 - a0 <= tile and 0 <= i0 <= a0 and a1 <= i1 <= size
+        assert i0 <= max(0, a0 - overlap) and i1 >= min(size, a1 + overlap)
 
 
 @pytest.mark.parametrize("scale, tile, overlap, size", [
