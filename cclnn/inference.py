@@ -123,13 +123,19 @@ def _tile_outputs(net: Net, crop: Callable[[int, int, int, int], torch.Tensor],
             yield sr
 
 
-def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+def tile_spans(size: int, tile: int, overlap: int, same_shape: bool = False
+               ) -> list[tuple[int, int, int, int]]:
     """(core start, core stop, input start, input stop) of the tiles along one side of
-    ``size`` LR pixels: ``ceil(size / tile)`` even cores, and inputs all of one length (the
-    longest core plus ``overlap`` on both sides, or the whole side), moved inwards at the
-    borders rather than clipped, so every tile of an image has the same shape (its
-    allocations then reuse the last tile's memory) and at least ``overlap`` of context."""
+    ``size`` LR pixels: cores of ``tile`` (the last one shorter), inputs ``overlap`` beyond
+    them clipped at the borders. ``same_shape``: ``ceil(size / tile)`` even cores instead,
+    and inputs all of one length (the longest core plus ``overlap`` on both sides, or the
+    whole side), moved inwards at the borders rather than clipped, so every tile of an image
+    has one shape (its allocations then reuse the last tile's memory) and at least
+    ``overlap`` of context. (The first layout is kept where recorded results came from it.)"""
     n = -(-size // tile)
+    if not same_shape:
+        return [(a0, min(a0 + tile, size), max(0, a0 - overlap), min(size, a0 + tile + overlap))
+                for a0 in range(0, size, tile)]
     cuts = [size * i // n for i in range(n + 1)]
     window = min(size, -(-size // n) + 2 * overlap)
     spans = []
@@ -142,19 +148,19 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, 
 def tiled_bands(net: Net, crop: Callable[[int, int, int, int], torch.Tensor], h: int, w: int,
                 scale: int, tile: int, overlap: int,
                 on_tile: Callable[[], None] | None = None,
-                workers: int = 1) -> Iterator[torch.Tensor]:
+                workers: int = 1, same_shape: bool = False) -> Iterator[torch.Tensor]:
     """The tiled output of an ``h`` x ``w`` LR image, finished row band by row band (1 x C x
     rows x sW float, top to bottom), so that memory holds one band of tiles, not the image.
 
     ``crop(y0, y1, x0, x1)`` gives the float LR input of a tile. Each pixel sums the same
     tiles' weighted outputs in the same order as a whole-image accumulator would, so the bands
     put together are bit for bit that accumulator's result. ``workers``: tiles computed at
-    once (see :func:`_tile_outputs`).
+    once (see :func:`_tile_outputs`); ``same_shape``: see :func:`tile_spans`.
     """
     if tile <= 0:
         raise ValueError("tile must be positive")
     fade = overlap // 2
-    rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
+    rows, cols = (tile_spans(side, tile, overlap, same_shape) for side in (h, w))
     boxes = [(iy0, iy1, ix0, ix1) for _, _, iy0, iy1 in rows for _, _, ix0, ix1 in cols]
     outputs = _tile_outputs(net, crop, boxes, workers)
     try:
@@ -298,7 +304,7 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
         crop = lambda y0, y1, x0, x1: image_to_tensor(lr[y0:y1, x0:x1])  # noqa: E731
         with torch_threads(1 if fast_cpu else None):  # fast: one torch thread per tile
             _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile,
-                                   threads or 1), out)
+                                   threads or 1, same_shape=fast_cpu), out)
         return out
 
 

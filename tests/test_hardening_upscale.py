@@ -37,15 +37,15 @@ def picture(path, h=6, w=5, seed=0, **save):
 # ------------------------------------------------------------- 1. memory, bit-identical tiles
 
 
-def whole_image_accumulator(net, x, scale, tile, overlap):
+def whole_image_accumulator(net, x, scale, tile, overlap, same_shape=False):
     """One float accumulator and weight map of the whole output, each tile's whole input
     window added (its zero weights too) in raster order of the tiles."""
     _, _, h, w = x.shape
     fade, out = overlap // 2, None
     weight_sum = torch.zeros(1, 1, h * scale, w * scale)
-    for y0, y1, iy0, iy1 in tile_spans(h, tile, overlap):
+    for y0, y1, iy0, iy1 in tile_spans(h, tile, overlap, same_shape):
         wy = _fade((iy1 - iy0) * scale, y0 - iy0, y1 - iy0, scale, fade)
-        for x0, x1, ix0, ix1 in tile_spans(w, tile, overlap):
+        for x0, x1, ix0, ix1 in tile_spans(w, tile, overlap, same_shape):
             wx = _fade((ix1 - ix0) * scale, x0 - ix0, x1 - ix0, scale, fade)
             sr = net(x[..., iy0:iy1, ix0:ix1]).float()
             if out is None:
@@ -60,7 +60,9 @@ def whole_image_accumulator(net, x, scale, tile, overlap):
 @pytest.mark.parametrize("size, tile, overlap", [(1000, 512, 16), (17, 5, 0), (8, 3, 3),
                                                  (11, 6, 12), (45, 16, 16)])
 def test_tile_spans_cover_with_full_context_and_one_shape(size, tile, overlap):
-    spans = tile_spans(size, tile, overlap)
+    old = tile_spans(size, tile, overlap)
+    assert [a[:2] for a in old] == [(a0, min(a0 + tile, size)) for a0 in range(0, size, tile)]
+    spans = tile_spans(size, tile, overlap, same_shape=True)
     assert spans[0][0] == 0 and spans[-1][1] == size and len(spans) == -(-size // tile)
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # cores tile the side
     assert len({i1 - i0 for _, _, i0, i1 in spans}) == 1  # one input length
@@ -79,6 +81,15 @@ def test_banded_tiles_are_bit_identical_to_the_whole_accumulator(scale, tile, ov
         expected = tensor_to_image(whole_image_accumulator(model, image_to_tensor(lr), scale,
                                                            tile, overlap))
     assert np.array_equal(super_resolve(model, lr, scale, tile=tile, overlap=overlap), expected)
+    # the layout of upscale's fast CPU path: even cores, one input shape, several workers
+    from cclnn.inference import tiled_bands
+    with torch.inference_mode():
+        x = image_to_tensor(lr)
+        expected = whole_image_accumulator(model, x, scale, tile, overlap, same_shape=True)
+        crop = lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1]  # noqa: E731
+        bands = tiled_bands(model, crop, *size, scale, tile, overlap, workers=2,
+                            same_shape=True)
+        assert torch.equal(torch.cat(list(bands), 2), expected)
 
 
 def test_ensemble_is_per_tile_and_untiled_ensemble_unchanged():
