@@ -355,9 +355,12 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_mmap_max = -1, -4
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
     global _LIBC
-    if mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2 ** 31 - 1):
+    # one arena: a thread's own arena holds at most 64 MB, so tile threads would map and
+    # fault in their activations anyway
+    if (mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2 ** 31 - 1)
+            and mallopt(m_arena_max, 1)):
         _LIBC = libc
     return _LIBC is not None
 
