@@ -12,10 +12,6 @@ self-ensembling each tile is averaged over its 8 flips/rotations.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from .cpu import release_freed_memory, torch_threads, usable_threads
 from .errors import CclnnError
 from .models.descriptor import describe
 
@@ -75,18 +72,6 @@ def tile_count(h: int, w: int, tile: int) -> int:
     if tile <= 0 or (h <= tile and w <= tile):
         return 1
     return -(-h // tile) * -(-w // tile)
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` for the block (None: unchanged)."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _tile_outputs(net: Net, crop: Callable[[int, int, int, int], torch.Tensor],
@@ -306,74 +291,6 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
             _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile,
                                    threads or 1, same_shape=fast_cpu), out)
         return out
-
-
-def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
-    """(idle, total) jiffies of all CPUs since boot, None where there is no ``/proc/stat``."""
-    try:
-        with open(stat) as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
-
-
-def idle_cores(sample: float = 0.1, times: Callable[[], tuple[int, int] | None] = _cpu_times
-               ) -> float:
-    """How many of this process's CPUs were idle during the last ``sample`` seconds (all of
-    them where that cannot be read): torch's threads beyond them wait on each other at every
-    operation, which made two threads up to 7x slower than one on a busy machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-    first = times()
-    if first is None:
-        return float(cores)
-    time.sleep(sample)
-    second = times()
-    if second is None or second[1] <= first[1]:
-        return float(cores)
-    ncpu = os.cpu_count() or cores
-    idle = (second[0] - first[0]) / (second[1] - first[1]) * ncpu
-    return max(0.0, min(float(cores), idle))
-
-
-def usable_threads(requested: int) -> int:
-    """``requested`` threads, fewer when fewer cores are idle now (at least one)."""
-    if requested <= 1:
-        return 1
-    return max(1, min(requested, int(idle_cores() + 0.5)))
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc keep freed memory for reuse (all of it in the heap, none returned): a
-    network's activations (tens of MB each) are otherwise mapped fresh and zeroed by the
-    kernel at every layer, which cost ~40 % extra system time on the CPU. The process then
-    holds its peak memory until it ends (see :func:`release_freed_memory`). False where the
-    C library is not glibc."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
-    global _LIBC
-    # one arena: a thread's own arena holds at most 64 MB, so tile threads would map and
-    # fault in their activations anyway
-    if (mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2 ** 31 - 1)
-            and mallopt(m_arena_max, 1)):
-        _LIBC = libc
-    return _LIBC is not None
-
-
-_LIBC = None  # glibc, once keep_freed_memory has changed its policy
-
-
-def release_freed_memory() -> None:
-    """Give the kept free memory back (``malloc_trim``), so that tensors larger than any
-    before are not placed beside resident holes too small for them: called when a tile
-    larger than the earlier ones comes, it keeps the peak at one tile's working set."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def describe_device(device: torch.device) -> str:

@@ -322,7 +322,7 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
     from PIL import Image
 
     from .factory import SHIPPED, create_model
-    from .inference import keep_freed_memory
+    from .cpu import keep_freed_memory
     from .upscaling import upscale_file
     torch.set_num_threads(threads)
     keep_freed_memory()  # as ``cclnn upscale`` does

@@ -118,7 +118,7 @@ def test_freed_memory_is_reused_without_page_faults():
     code = """
 import resource, sys, torch
 torch.set_num_threads(1)
-from cclnn.inference import keep_freed_memory
+from cclnn.cpu import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
@@ -141,7 +141,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def test_idle_cores_and_usable_threads():
-    from cclnn import inference
+    from cclnn import cpu as inference
     samples = iter([(1000, 4000), (1100, 4200)])  # half of every CPU idle over the sample
     ncpu = os.cpu_count()
     cores = len(os.sched_getaffinity(0))

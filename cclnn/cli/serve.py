@@ -6,7 +6,7 @@ import argparse
 import importlib
 import socket
 
-from ..inference import keep_freed_memory
+from ..cpu import keep_freed_memory
 from ..upscaling import DEFAULT_MAX_OUTPUT_PIXELS
 from .common import POSITIVE, CLIError, add_device, positive_number
 

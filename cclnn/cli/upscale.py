@@ -7,8 +7,9 @@ import sys
 import torch
 from tqdm import tqdm
 
+from ..cpu import keep_freed_memory
 from ..errors import CclnnError
-from ..inference import autocast_dtype, keep_freed_memory, resolve_device
+from ..inference import autocast_dtype, resolve_device
 from ..upscaling import (DEFAULT_MAX_OUTPUT_PIXELS, EXTENSIONS, OutputExists, Plan, plan_jobs,
                          upscale_file)
 from .common import (NON_NEGATIVE, POSITIVE, WEIGHTS_WITH_SCALE, add_device, add_scale,
