@@ -46,8 +46,9 @@ def test_bench_rnan_nonlocal_small():
 
 @pytest.mark.slow  # the upscale runs in a child process
 def test_bench_upscale_counts_every_tile(tmp_path, capsys):
-    """A 300x200 image at x4 is 2 x 1 tiles of 256: the FLOPs are the network's on those two
-    tiles (with their 16 pixels of context), and the JSON has exactly the documented keys."""
+    """A 300x200 image at x4 is 2 x 1 tiles of at most 256: upscale's layout cuts it into two
+    cores of 150 whose inputs are both 150 + 2 x 16 wide; the FLOPs are the network's on
+    those two tiles, and the JSON has exactly the documented keys."""
     from cclnn.cli import main
     from conftest import tiny_weights
     weights = tiny_weights(tmp_path / "srcnn_x4.safetensors", "srcnn", 4)
@@ -58,7 +59,7 @@ def test_bench_upscale_counts_every_tile(tmp_path, capsys):
                                 "system_seconds", "peak_mb", "network_seconds", "threads"])
     assert r["threads"] == 1 and r["peak_mb"] > 0 and r["network_seconds"] > 0
     net = cclnn.build_model("srcnn", 4)
-    tiles = [torch.zeros(1, 3, 200, 272), torch.zeros(1, 3, 200, 60)]  # 256+16 | 16+44
+    tiles = [torch.zeros(1, 3, 200, 182)] * 2  # 16 + 150 + 16, moved inwards at the borders
     gflop = sum(count_gflop(net, t) for t in tiles)
     wall = r["seconds_per_mp"] * 300 * 200 * 16 / 1e6
     assert r["gflops"] == pytest.approx(gflop / wall, rel=1e-6)
