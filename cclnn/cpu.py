@@ -1,10 +1,12 @@
-"""How this process uses the CPU: torch's thread count for a block, the cores idle now,
-and glibc's handling of freed memory (see docs/performance.md, "Upscaling on the CPU")."""
+"""How this process uses the CPU: torch's thread count for a block, the cores other
+processes leave free, and glibc's handling of freed memory (see docs/performance.md,
+"Upscaling on the CPU")."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+import resource
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -24,37 +26,50 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
-    """(idle, total) jiffies of all CPUs since boot, None where there is no ``/proc/stat``."""
+def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot and this process's own CPU time in
+    jiffies; None where there is no ``/proc/stat``."""
     try:
         with open(stat) as f:
             fields = [int(v) for v in f.readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    own = round((usage.ru_utime + usage.ru_stime) * os.sysconf("SC_CLK_TCK"))
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8]), own
 
 
-def idle_cores(sample: float = 0.1, times: Callable[[], tuple[int, int] | None] = _cpu_times
-               ) -> float:
-    """How many of this process's CPUs were idle during the last ``sample`` seconds (all of
-    them where that cannot be read): torch's threads beyond them wait on each other at every
-    operation, which made two threads up to 7x slower than one on a busy machine."""
+_last_sample: tuple[int, int, int] | None = None
+
+
+def idle_cores(sample: float = 0.1,
+               times: Callable[[], tuple[int, int, int] | None] = _cpu_times) -> float:
+    """How many of this process's CPUs the other processes left free since the last call (or
+    during ``sample`` seconds on the first; all of them where that cannot be read): torch's
+    threads beyond them wait on each other at every operation, which made two threads up to
+    7x slower than one on a busy machine. This process's own CPU time counts as free."""
+    global _last_sample
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-    first = times()
-    if first is None:
-        return float(cores)
-    time.sleep(sample)
-    second = times()
-    if second is None or second[1] <= first[1]:
-        return float(cores)
     ncpu = os.cpu_count() or cores
-    idle = (second[0] - first[0]) / (second[1] - first[1]) * ncpu
-    return max(0.0, min(float(cores), idle))
+    first = _last_sample if times is _cpu_times else None
+    now = times()
+    if now is None:
+        return float(cores)
+    if first is None or now[1] - first[1] < 10 * ncpu:  # under ~0.1 s since: sample anew
+        first = now
+        time.sleep(sample)
+        now = times()
+        if now is None or now[1] <= first[1]:
+            return float(cores)
+    if times is _cpu_times:
+        _last_sample = now
+    free = (now[0] - first[0] + now[2] - first[2]) / (now[1] - first[1]) * ncpu
+    return max(0.0, min(float(cores), free))
 
 
 def usable_threads(requested: int) -> int:
-    """``requested`` threads, fewer when fewer cores are idle now (at least one)."""
+    """``requested`` threads, fewer when other processes leave fewer cores free (at least one)."""
     if requested <= 1:
         return 1
     return max(1, min(requested, int(idle_cores() + 0.5)))

@@ -262,7 +262,7 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
     tile, so it stays within one tile's memory too. ``on_tile`` is called after each tile.
     ``precision``: "fp32", or "bf16"/"fp16" under autocast (fp16 not on the CPU).
     ``fast_cpu`` (on the CPU): channels-last activations; at most ``torch.get_num_threads()``
-    threads and no more than the cores idle when the image starts (:func:`usable_threads`);
+    threads and no more than other processes leave free (:func:`usable_threads`);
     tiles are computed that many at once, one torch thread each, which scales with the cores,
     and the tiled output does not depend on the thread count. Off for evaluation, whose
     recorded results came from the default layout.

@@ -142,11 +142,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def test_idle_cores_and_usable_threads():
     from cclnn import cpu as inference
-    samples = iter([(1000, 4000), (1100, 4200)])  # half of every CPU idle over the sample
     ncpu = os.cpu_count()
     cores = len(os.sched_getaffinity(0))
-    idle = inference.idle_cores(0, lambda: next(samples))
-    assert idle == min(cores, ncpu / 2)
+    samples = iter([(1000, 4000, 0), (1100, 4200, 0)])  # half of every CPU idle
+    assert inference.idle_cores(0, lambda: next(samples)) == min(cores, ncpu / 2)
+    samples = iter([(1000, 4000, 0), (1000, 4200, 50)])  # none idle, a quarter was ours
+    assert inference.idle_cores(0, lambda: next(samples)) == min(cores, ncpu / 4)
+    # the default reader: the first call samples, later ones measure since the last call
+    assert 0 <= inference.idle_cores(0.05) <= cores
+    assert 0 <= inference.idle_cores() <= cores
     assert inference.idle_cores(0, lambda: None) == cores  # unreadable: all of them
     assert inference.usable_threads(1) == 1
     assert 1 <= inference.usable_threads(64) <= cores
