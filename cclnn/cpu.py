@@ -100,8 +100,8 @@ _LIBC = None  # glibc, once keep_freed_memory has changed its policy
 
 
 def release_freed_memory() -> None:
-    """Give the kept free memory back (``malloc_trim``), so that tensors larger than any
-    before are not placed beside resident holes too small for them: called when a tile
-    larger than the earlier ones comes, it keeps the peak at one tile's working set."""
+    """Give the kept free memory back (``malloc_trim``), so that a new image's tensors, sized
+    unlike the last one's, are not placed beside resident holes too small for them (its
+    tiles then all have one shape and reuse each other's blocks)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)

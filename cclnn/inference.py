@@ -79,22 +79,14 @@ def _tile_outputs(net: Net, crop: Callable[[int, int, int, int], torch.Tensor],
     """``net(crop(*box))`` for each box, in order; with ``workers`` > 1 that many tiles are
     computed at once in threads of one torch thread each (the GIL is released inside torch),
     at most ``workers`` outputs held, so the result does not depend on ``workers``."""
-    largest = [0, 0]
-
-    def run(box):
-        height, width = box[1] - box[0], box[3] - box[2]
-        if height > largest[0] or width > largest[1]:  # (the first tile too: a new image)
-            largest[:] = max(height, largest[0]), max(width, largest[1])
-            release_freed_memory()
-        return net(crop(*box))
     if workers <= 1 or len(boxes) < 2:
         for box in boxes:
-            yield run(box)
+            yield net(crop(*box))
         return
 
     def one(box):  # in a new thread: autograd's mode is per thread
         with torch.inference_mode():
-            return run(box)
+            return net(crop(*box))
 
     with torch_threads(1), ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
                                               initargs=(1,)) as pool:
@@ -278,8 +270,8 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
         run = model_runner(model, device, dtype, channels_last=fast_cpu)
         net = (lambda t: self_ensemble(run, t)) if ensemble else run
         threads = usable_threads(torch.get_num_threads()) if fast_cpu else None
+        release_freed_memory()  # a new image: tensor sizes unlike the last one's
         if tile_count(h, w, tile or 0) == 1:
-            release_freed_memory()  # (a new image: sizes unlike the last one's)
             with torch_threads(threads):
                 y = net(image_to_tensor(lr))
             if on_tile is not None:

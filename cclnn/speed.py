@@ -313,6 +313,7 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
                  threads: int, tile="auto") -> dict:
     """One ``upscale_file`` of a synthetic ``width`` x ``height`` photo, file to file, with the
     time spent inside the network's forward calls and their FLOPs counted on the side."""
+    import collections
     import copy
     import resource
     import tempfile
@@ -327,14 +328,13 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
     torch.set_num_threads(threads)
     keep_freed_memory()  # as ``cclnn upscale`` does
     net = create_model(model or (None if weights else "cclnn-t"), scale, weights or SHIPPED)
-    spans, shapes, started = [], {}, threading.local()
+    spans, started = [], threading.local()  # (start, end, input shape) of every call
 
     def before(module, inputs):
         started.at = time.perf_counter()  # per thread: tiles may run in several at once
-        shapes[tuple(inputs[0].shape)] = shapes.get(tuple(inputs[0].shape), 0) + 1
 
     def after(module, inputs, output):
-        spans.append((started.at, time.perf_counter()))
+        spans.append((started.at, time.perf_counter(), tuple(inputs[0].shape)))
     hooks = [net.register_forward_pre_hook(before), net.register_forward_hook(after)]
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (max(1, height // 8), max(1, width // 8), 3), np.uint8)
@@ -347,6 +347,7 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
         usage = resource.getrusage(resource.RUSAGE_SELF)
     for hook in hooks:
         hook.remove()
+    shapes = collections.Counter(shape for _, _, shape in spans)
     shadow = copy.deepcopy(net).to("meta")  # shapes only: counting costs no forward pass
     gflop = sum(count * count_gflop(shadow, torch.zeros(shape, device="meta"))
                 for shape, count in shapes.items())
@@ -354,7 +355,7 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
     return {"model": net.info.name, "scale": scale, "size": [width, height], "threads": threads,
             "tile": tile,
             "wall_seconds": wall, "seconds_per_mp": wall / output_mp, "gflop": gflop,
-            "gflops": gflop / wall, "network_seconds": _covered(spans),
+            "gflops": gflop / wall, "network_seconds": _covered([s[:2] for s in spans]),
             "tiles": sum(shapes.values()),
             "user_seconds": usage.ru_utime - start_usage.ru_utime,
             "system_seconds": usage.ru_stime - start_usage.ru_stime,
