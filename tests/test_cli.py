@@ -170,3 +170,16 @@ def test_counts_are_checked_by_the_parser(argv, option, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and option in err
+
+
+def test_overrides_may_follow_the_options(capsys):
+    from cclnn.cli import parse
+    args = parse(["train", "run.yaml", "optim.lr=1e-4", "--no-progress", "val.every=5"])
+    assert args.config == "run.yaml" and args.no_progress
+    assert args.overrides == ["optim.lr=1e-4", "val.every=5"]
+    for argv in (["train", "run.yaml", "--no-progress", "--bogus"],
+                 ["models", "extra=1"]):  # `models` takes no overrides
+        with pytest.raises(SystemExit) as stop:
+            parse(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and "unrecognized" in err

@@ -30,5 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str] | None = None):
+    """The parsed command line. ``key=value`` overrides may also follow the options
+    (``cclnn train run.yaml --no-progress optim.lr=1e-4``), which argparse alone rejects."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if (isinstance(getattr(args, "overrides", None), list)
+                and all("=" in e and not e.startswith("-") for e in extras)):
+            args.overrides += extras
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser().parse_args(argv))
+    return run_command(parse(argv))
