@@ -22,6 +22,7 @@ import torch
 
 from .cpu import release_freed_memory, torch_threads, usable_threads
 from .errors import CclnnError
+from .memory import BOUND_FACTOR, available_memory, largest_layer_bytes, working_set
 from .models.descriptor import describe
 
 Net = Callable[[torch.Tensor], torch.Tensor]
@@ -231,6 +232,34 @@ def on_device(model: torch.nn.Module, device: torch.device) -> Iterator[torch.nn
         model.to(home)
 
 
+def _tile_window(size: int, tile: int, overlap: int, same_shape: bool) -> int:
+    """The longest tile input along a side of ``size`` LR pixels (see :func:`tile_spans`)."""
+    return max(i1 - i0 for _, _, i0, i1 in tile_spans(size, tile, overlap, same_shape))
+
+
+def tiles_in_memory(model: torch.nn.Module, tile_shape: tuple[int, int], wanted: int,
+                    reserved: int, channels_last: bool, ensemble: bool, scale: int,
+                    what: str, advice: str) -> int:
+    """How many of ``wanted`` tile inputs of ``tile_shape`` LR pixels the network can run at
+    once in the memory available now less ``reserved`` bytes (the output's): ``wanted`` when
+    they fit, fewer when not, and a one-line :class:`CclnnError` naming ``what`` and giving
+    ``advice`` when not even one fits (see :mod:`cclnn.memory`; a network that cannot run
+    its small inputs is not checked)."""
+    h, w = tile_shape
+    budget = available_memory() - reserved
+    largest = largest_layer_bytes(model, channels_last)
+    if largest is None or BOUND_FACTOR * largest * h * w * wanted <= budget // 2:
+        return wanted
+    estimate = working_set(model, channels_last)
+    if estimate is None:
+        return wanted
+    one = estimate.bytes(h, w) + (2 * 3 * 4 * h * w * scale * scale if ensemble else 0)
+    if one > budget:
+        raise CclnnError(f"the network needs about {one / 1e9:.1f} GB for {what}; "
+                         f"{max(0, budget) / 1e9:.1f} GB are available ({advice})")
+    return max(1, min(wanted, budget // one))
+
+
 def _band_rows(bands: Iterator[torch.Tensor], out: np.ndarray) -> None:
     """Round the float bands (top to bottom) into the uint8 H x W x C ``out``."""
     row = 0
@@ -259,6 +288,19 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
     and the tiled output does not depend on the thread count. Off for evaluation, whose
     recorded results came from the default layout.
     """
+    try:
+        return _super_resolve(model, lr, scale, tile, overlap, ensemble, device, precision,
+                              on_tile, fast_cpu)
+    except torch.cuda.OutOfMemoryError:
+        raise CclnnError("out of GPU memory (use a smaller --tile)") from None
+    except RuntimeError as exc:  # the CPU allocator's failure (under a ulimit -v, say)
+        if "can't allocate memory" not in str(exc):
+            raise
+        raise CclnnError("out of memory (use a smaller --tile, or fewer --threads)") from None
+
+
+def _super_resolve(model, lr, scale, tile, overlap, ensemble, device, precision, on_tile,
+                   fast_cpu) -> np.ndarray:
     if tile is None:
         info = describe(model)
         tile = info.max_tile if info else None
@@ -271,17 +313,27 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
         net = (lambda t: self_ensemble(run, t)) if ensemble else run
         threads = usable_threads(torch.get_num_threads()) if fast_cpu else None
         release_freed_memory()  # a new image: tensor sizes unlike the last one's
+        check = device.type == "cpu"
         if tile_count(h, w, tile or 0) == 1:
+            if check:
+                tiles_in_memory(model, (h, w), 1, 0, fast_cpu, ensemble, scale,
+                                f"the whole {w}x{h} image", "give a --tile, e.g. 256")
             with torch_threads(threads):
                 y = net(image_to_tensor(lr))
             if on_tile is not None:
                 on_tile()
             return tensor_to_image(y)
         out = np.empty((h * scale, w * scale, 3), np.uint8)
+        workers = threads or 1
+        if check:
+            window = tuple(_tile_window(side, tile, overlap, fast_cpu) for side in (h, w))
+            workers = tiles_in_memory(
+                model, window, min(workers, tile_count(h, w, tile)), out.nbytes, fast_cpu,
+                ensemble, scale, f"one {window[1]}x{window[0]} tile", "use a smaller --tile")
         crop = lambda y0, y1, x0, x1: image_to_tensor(lr[y0:y1, x0:x1])  # noqa: E731
         with torch_threads(1 if fast_cpu else None):  # fast: one torch thread per tile
             _band_rows(tiled_bands(net, crop, h, w, scale, tile, overlap, on_tile,
-                                   threads or 1, same_shape=fast_cpu), out)
+                                   workers, same_shape=fast_cpu), out)
         return out
 
 

@@ -51,6 +51,7 @@ from .data.images import (decode_array, decode_image, image_size, is_image_file,
 from .errors import CclnnError
 from .factory import SHIPPED, create_model
 from .inference import resolve_device, super_resolve, tile_count
+from .memory import available_memory
 from .models.descriptor import describe
 from .resize import imresize
 
@@ -92,18 +93,6 @@ def _tile_for(shape: tuple[int, int], tile, scale: int, limit: int | None = None
         size = min(AUTO_TILE_HR // scale, limit or AUTO_TILE_HR)
         return size if max(shape) > size else 0
     return int(tile)
-
-
-def available_memory() -> int:
-    """Bytes the system can still give (``MemAvailable``; free pages where there is none)."""
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def peak_bytes(width: int, height: int, scale: int, tile: int = AUTO_TILE_HR) -> int:

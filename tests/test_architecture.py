@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cclnn"
 
 # each layer may import its own and lower layers only
 LAYERS = [
-    {"errors", "atomic", "config", "color", "stats", "cpu"},
+    {"errors", "atomic", "config", "color", "stats", "cpu", "memory"},
     {"resize", "metrics", "losses", "models", "data", "assets"},
     {"weights", "manifest", "detect", "inference", "evaluate", "factory", "upscaling", "upscale",
      "export"},
