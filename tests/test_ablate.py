@@ -165,6 +165,7 @@ def test_plan_estimates_from_the_step_times_the_runs_logged(tmp_path):
                                                       ("cclnn-s_x2_b100_s1", "new")]
     assert [r["step_seconds"] for r in plan] == pytest.approx([1.0, 1.0])  # median of 3 steps
     assert [r["seconds"] for r in plan] == pytest.approx([70.0, 100.0])  # 30 of 100 done
+    assert not (tmp_path / "configs").exists()  # a plan writes nothing
 
 
 def test_exit_reasons_name_the_signal():

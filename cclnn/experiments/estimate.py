@@ -30,7 +30,7 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
     (or the log of the row's other seeds) shows, else measured now over a few steps with this
     invocation's threads per run (which another process's load inflates)."""
 
-    jobs = plan_jobs(study, suite)
+    jobs = plan_jobs(study, suite, write=False)
     logged = {j.name: logged_steps(study.run_dir(j.name)) for j in jobs if j.row.trained}
     step_seconds: dict[str, float] = {}
     for job in jobs:  # logged step times, per row

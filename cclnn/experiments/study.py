@@ -99,9 +99,10 @@ class Job:
     state: str  # "done", "resume", "new", "fixed", "ensemble"
 
 
-def plan_jobs(study: Study, suite: Suite) -> list[Job]:
-    """Every run of the suite with its state; writes the configs of the trained ones and refuses
-    a run directory whose config differs from the one this invocation would use."""
+def plan_jobs(study: Study, suite: Suite, write: bool = True) -> list[Job]:
+    """Every run of the suite with its state; writes the configs of the trained ones (unless
+    ``write`` is off: ``--plan`` leaves the disk as it was) and refuses a run directory whose
+    config differs from the one this invocation would use."""
     jobs = []
     for row in suite.rows:
         for seed in (study.seeds if row.seeded else (None,)):
@@ -122,7 +123,8 @@ def plan_jobs(study: Study, suite: Suite) -> list[Job]:
                     raise AblationError(
                         f"{run}: made with a different config than this invocation's (other "
                         f"--set options, data or budget?); use another --out or remove it")
-                write_text_if_changed(study.out / "configs" / f"{name}.yaml", text)
+                if write:
+                    write_text_if_changed(study.out / "configs" / f"{name}.yaml", text)
             jobs.append(Job(row, seed, name, state))
     return jobs
 
