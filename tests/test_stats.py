@@ -99,3 +99,11 @@ def test_a_fixed_number_is_a_one_sample_test_and_reads_both_ways():
     r = c.negated()
     assert (r.diff, r.ci95, r.p_value) == (-c.diff, (-c.ci95[1], -c.ci95[0]), c.p_value)
     assert (r.n_a, r.n_b) == (c.n_b, c.n_a)
+
+
+def test_negative_numbers_in_exponent_form_are_values(capsys):
+    from cclnn.cli import main
+    assert main(["stats", "--a", "-1e-3", "-2.5E+1", "-.5", "--b", "-1", "2", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["n_a"], record["n_b"]) == (3, 2)
+    assert record["diff"] == pytest.approx((-1e-3 - 25 - 0.5) / 3 - 0.5)

@@ -44,7 +44,12 @@ USAGE_WORDS = ((re.compile(r"^argument ([^:]+): "), r"\1: "),
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (with a pointer to --help), exit status 2."""
+    """argparse, but a usage error is one line (with a pointer to --help), exit status 2, and
+    a negative number in exponent form (``--a -1e-3``) is a value, not an unknown option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message):
         for pattern, words in USAGE_WORDS:
