@@ -320,3 +320,18 @@ def test_curves_use_finished_runs_only(tmp_path):
     assert [p["mean"] for p in curves["CCLNN-S"]] == [30.0, 35.0]
 
 
+
+
+def test_the_claims_overview_counts_each_claims_pairs(tmp_path):
+    from cclnn.experiments.report import claims_overview
+    assert claims_overview(tmp_path, 2, 100) is None
+    tests = [{"dataset": "Set5", "diff": 0.2, "p_holm": 0.01, "detectable": 0.15},
+             {"dataset": "Set14", "diff": -0.1, "p_holm": 0.03, "detectable": 0.25},
+             {"dataset": "B100", "diff": 0.05, "p_holm": 0.4, "detectable": 0.2},
+             {"dataset": "Set5", "test": "too few seeds"}]
+    claim = {"claim": "A beats B", "verdict": "contradicted", "alpha": 0.05, "tests": tests}
+    (tmp_path / "table2_x2_b100.json").write_text(json.dumps({"claims": [claim]}))
+    (tmp_path / "table1_x2_b200.json").write_text(json.dumps({"claims": [claim]}))  # other budget
+    lines = claims_overview(tmp_path, 2, 100).splitlines()
+    assert lines[-1] == "| Table 2 | A beats B | contradicted | 1 / 1 / 1 / 1 | 0.01 - 0.4 | 0.250 |"
+    assert not any(line.startswith("| Table 1 ") for line in lines)

@@ -15,7 +15,7 @@ from ..engine.train_config import load_config
 from ..stats import ALPHA, POWER
 from .scoring import collect, values_of
 from .study import Study
-from .suites import Row, Suite
+from .suites import SUITES, Row, Suite
 from .verdicts import check_claim
 
 
@@ -201,6 +201,40 @@ def validation_set(study: Study, suite: Suite) -> str:
     return "no"
 
 
+def claims_overview(out: Path, scale: int, budget: int) -> Optional[str]:
+    """One line per claim of every suite table written in ``out`` at ``scale`` and
+    ``budget``: its verdict, how its pairs came out, their Holm p-values and the largest
+    difference the tests could have missed (None when no table is there yet)."""
+    lines = [f"# The paper's claims at x{scale}, {budget} iterations per run", "",
+             "Collected from the suite tables beside this file (`*_x{s}_b{b}.json`), which give "
+             "every pair's test. Pairs: significant in the claim's favour / against it / "
+             f"neither / not testable yet, at alpha = {ALPHA} after Holm's correction within "
+             f"the claim. Detectable: the largest over the claim's pairs of the true difference "
+             f"its test would find with {POWER:.0%} power.".replace("{s}", str(scale))
+             .replace("{b}", str(budget)), "",
+             "| Table | Paper's claim | Verdict | Pairs (for / against / neither / untested) "
+             "| p (Holm) | Detectable (dB) |", "|---|---|---|---|---|---:|"]
+    found = False
+    for name, suite in SUITES.items():
+        path = out / f"{name}_x{scale}_b{budget}.json"
+        if not path.is_file():
+            continue
+        found = True
+        for claim in json.loads(path.read_text())["claims"]:
+            tested = [t for t in claim["tests"] if "p_holm" in t]
+            significant = [t for t in tested if t["p_holm"] < claim["alpha"]]
+            against = sum(t["diff"] < 0 for t in significant)
+            p_holm = sorted(t["p_holm"] for t in tested)
+            span = (f"{p_holm[0]:.2g}" if len(p_holm) == 1 else
+                    f"{p_holm[0]:.2g} - {p_holm[-1]:.2g}") if p_holm else "-"
+            detectable = (f"{max(t['detectable'] for t in tested):.3f}" if tested else "-")
+            lines.append(f"| {suite.title.split(':')[0]} | {claim['claim']} | "
+                         f"{claim['verdict']} | {len(significant) - against} / {against} / "
+                         f"{len(tested) - len(significant)} / "
+                         f"{len(claim['tests']) - len(tested)} | {span} | {detectable} |")
+    return "\n".join(lines) + "\n" if found else None
+
+
 def write_tables(study: Study, suite: Suite) -> Path:
     found = collect(study, suite)
     text, summary = table_markdown(study, suite, found)
@@ -212,5 +246,8 @@ def write_tables(study: Study, suite: Suite) -> Path:
         fig = band_figure(curves, f"{suite.title} - {validation_set(study, suite)} "
                                   f"x{study.scale} validation")
         save_figure(fig, stem.with_suffix(".png"))
+    overview = claims_overview(study.out, study.scale, study.budget)
+    if overview:
+        write_text_if_changed(study.out / f"claims_x{study.scale}_b{study.budget}.md", overview)
     return stem.with_suffix(".md")
 
