@@ -78,7 +78,8 @@ class _LiveBytes(TorchDispatchMode):
 def _probe_input(model: nn.Module, side: int, channels_last: bool) -> torch.Tensor:
     device = next(model.parameters(), torch.empty(0)).device
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    return torch.rand(1, 3, side, side, device=device).contiguous(memory_format=layout)
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))  # not global
+    return x.to(device).contiguous(memory_format=layout)
 
 
 def forward_peak_bytes(model: nn.Module, side: int, channels_last: bool = False) -> int:

@@ -113,3 +113,10 @@ def test_an_allocation_failure_is_one_line(error, message):
     with pytest.raises(RuntimeError, match="other"):  # other errors are not renamed
         error = RuntimeError("other")
         super_resolve(Exhausted(), np.zeros((8, 8, 3), np.uint8), 2)
+
+
+def test_measuring_leaves_the_global_random_state_alone():
+    net = small_net()
+    state = torch.get_rng_state()
+    working_set(net), largest_layer_bytes(net)
+    assert torch.equal(state, torch.get_rng_state())
