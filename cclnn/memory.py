@@ -75,6 +75,14 @@ class _LiveBytes(TorchDispatchMode):
         return out
 
 
+_probing = 0  # forwards of the measurements now running (benchmarks leave them out)
+
+
+def probing() -> bool:
+    """A measurement's own forward pass is running (timing hooks should not count it)."""
+    return _probing > 0
+
+
 def _probe_input(model: nn.Module, side: int, channels_last: bool) -> torch.Tensor:
     device = next(model.parameters(), torch.empty(0)).device
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -102,12 +110,16 @@ class WorkingSet(NamedTuple):
 def _cached(model: nn.Module, key: tuple, compute):
     """``compute()`` once per module and key; None when the module cannot run the small
     inputs of the measurements (it wants other sizes, say)."""
+    global _probing
     cache = model.__dict__.setdefault("_cclnn_memory", {})
     if key not in cache:
+        _probing += 1
         try:
             cache[key] = compute()
         except (RuntimeError, NotImplementedError, TypeError, ValueError):
             cache[key] = None
+        finally:
+            _probing -= 1
     return cache[key]
 
 

@@ -324,6 +324,7 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
 
     from .factory import SHIPPED, create_model
     from .cpu import keep_freed_memory
+    from .memory import probing
     from .upscaling import upscale_file
     torch.set_num_threads(threads)
     keep_freed_memory()  # as ``cclnn upscale`` does
@@ -334,7 +335,8 @@ def _upscale_run(model: str | None, weights: str | None, scale: int, width: int,
         started.at = time.perf_counter()  # per thread: tiles may run in several at once
 
     def after(module, inputs, output):
-        spans.append((started.at, time.perf_counter(), tuple(inputs[0].shape)))
+        if not probing():  # a memory measurement's forward is not a tile
+            spans.append((started.at, time.perf_counter(), tuple(inputs[0].shape)))
     hooks = [net.register_forward_pre_hook(before), net.register_forward_hook(after)]
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (max(1, height // 8), max(1, width // 8), 3), np.uint8)
