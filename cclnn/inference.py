@@ -22,7 +22,8 @@ import torch
 
 from .cpu import release_freed_memory, torch_threads, usable_threads
 from .errors import CclnnError
-from .memory import BOUND_FACTOR, available_memory, largest_layer_bytes, working_set
+from .memory import (BOUND_FACTOR, NotEnoughMemory, available_memory, largest_layer_bytes,
+                     size_text, working_set)
 from .models.descriptor import describe
 
 Net = Callable[[torch.Tensor], torch.Tensor]
@@ -242,7 +243,7 @@ def tiles_in_memory(model: torch.nn.Module, tile_shape: tuple[int, int], wanted:
                     what: str, advice: str) -> int:
     """How many of ``wanted`` tile inputs of ``tile_shape`` LR pixels the network can run at
     once in the memory available now less ``reserved`` bytes (the output's): ``wanted`` when
-    they fit, fewer when not, and a one-line :class:`CclnnError` naming ``what`` and giving
+    they fit, fewer when not, and a one-line :class:`NotEnoughMemory` naming ``what`` and giving
     ``advice`` when not even one fits (see :mod:`cclnn.memory`; a network that cannot run
     its small inputs is not checked)."""
     h, w = tile_shape
@@ -255,8 +256,8 @@ def tiles_in_memory(model: torch.nn.Module, tile_shape: tuple[int, int], wanted:
         return wanted
     one = estimate.bytes(h, w) + (2 * 3 * 4 * h * w * scale * scale if ensemble else 0)
     if one > budget:
-        raise CclnnError(f"the network needs about {one / 1e9:.1f} GB for {what}; "
-                         f"{max(0, budget) / 1e9:.1f} GB are available ({advice})")
+        raise NotEnoughMemory(f"the network needs about {size_text(one)} for {what}; "
+                              f"{size_text(budget)} are available ({advice})")
     return max(1, min(wanted, budget // one))
 
 
@@ -292,11 +293,11 @@ def super_resolve(model: torch.nn.Module, lr: np.ndarray, scale: int, *,
         return _super_resolve(model, lr, scale, tile, overlap, ensemble, device, precision,
                               on_tile, fast_cpu)
     except torch.cuda.OutOfMemoryError:
-        raise CclnnError("out of GPU memory (use a smaller --tile)") from None
+        raise NotEnoughMemory("out of GPU memory (use a smaller --tile)") from None
     except RuntimeError as exc:  # the CPU allocator's failure (under a ulimit -v, say)
         if "can't allocate memory" not in str(exc):
             raise
-        raise CclnnError("out of memory (use a smaller --tile, or fewer --threads)") from None
+        raise NotEnoughMemory("out of memory (use a smaller --tile, or fewer --threads)") from None
 
 
 def _super_resolve(model, lr, scale, tile, overlap, ensemble, device, precision, on_tile,

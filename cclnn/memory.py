@@ -27,9 +27,20 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from .errors import CclnnError
+
 MARGIN = 2.0  # resident memory over the count: 1.27-1.69 measured
 PROBE_SIDES = (24, 48)  # LR sides of the two forwards measured
 BOUND_FACTOR = 16
+
+
+class NotEnoughMemory(CclnnError):
+    """The work would need more memory than the system can give (the message says how much)."""
+
+
+def size_text(n: float) -> str:
+    """Bytes for a message: '1.2 GB', or '35 MB' below a GB."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{max(0.0, n) / 1e6:.0f} MB"
 
 
 def available_memory() -> int:

@@ -10,7 +10,7 @@ from cclnn.cli import main
 from cclnn.errors import CclnnError
 from cclnn.inference import super_resolve, tiles_in_memory
 from cclnn.memory import (BOUND_FACTOR, MARGIN, forward_peak_bytes, largest_layer_bytes,
-                          working_set)
+                          size_text, working_set)
 from conftest import tiny_weights
 
 
@@ -62,9 +62,10 @@ def test_tiles_at_once_fit_the_memory_available(monkeypatch):
     with pytest.raises(CclnnError) as refused:
         tiles_in_memory(net, (40, 40), 4, 0, False, False, 2, "one 40x40 tile",
                         "use a smaller --tile")
-    assert str(refused.value) == (f"the network needs about {one / 1e9:.1f} GB for one 40x40 "
-                                  f"tile; {(one - 1) / 1e9:.1f} GB are available (use a smaller "
+    assert str(refused.value) == (f"the network needs about {one / 1e6:.0f} MB for one 40x40 "
+                                  f"tile; {(one - 1) / 1e6:.0f} MB are available (use a smaller "
                                   f"--tile)")
+    assert size_text(2.345e9) == "2.3 GB" and size_text(-5) == "0 MB"
 
 
 def test_fewer_tiles_at_once_give_the_same_output(monkeypatch):
@@ -93,7 +94,7 @@ def test_an_untiled_image_beyond_memory_is_refused_in_one_line(tmp_path, monkeyp
     _, err = capsys.readouterr()
     assert code == 1 and err.count("\n") == 1
     assert err.startswith(f"cclnn upscale: error: {tmp_path / 'a.png'}: the network needs about ")
-    assert "GB for the whole 64x64 image; 0.0 GB are available (give a --tile" in err
+    assert "MB for the whole 64x64 image; 1 MB are available (give a --tile" in err
     assert not (tmp_path / "a_x2.png").exists()
 
 

@@ -219,6 +219,13 @@ def test_an_output_over_the_pixel_limit_and_a_bomb_are_413_from_the_header(uploa
                      "bomb.png: 60000x60000 at x2")
 
 
+def test_a_network_working_set_beyond_memory_is_413(uploads, monkeypatch):
+    monkeypatch.setattr("cclnn.inference.available_memory", lambda: 2 ** 10)
+    with client(uploads) as c:
+        assert_error(post(c, png(tiny_image(20, 20))), 413,
+                     "the network needs about", "MB for the whole 20x20 image")
+
+
 @contextmanager
 def worker_held(server):
     """The worker busy with a job that waits for the block to end."""

@@ -22,6 +22,7 @@ from ..errors import CclnnError
 from ..factory import SHIPPED, create_model
 from ..manifest import (SHIPPED_SOURCE, find_pretrained, list_pretrained, local_path,
                         verify_file)
+from ..memory import NotEnoughMemory
 from ..metrics import psnr, ssim
 from ..resize import imresize
 from ..upscaling import UpscaleError, check_output_size, upscale_pixels
@@ -193,6 +194,8 @@ def run_upload(upload: Upload, offer: Optional[Offer], networks: Networks,
         scores = _scores(out, upload.hr, upload.scale) if upload.hr else (None, None)
     except JobCancelled:
         raise
+    except NotEnoughMemory as exc:  # the network's working set, counted before it runs
+        raise ApiError(413, _named(exc, upload)) from None
     except CclnnError as exc:
         raise ApiError(400, _named(exc, upload)) from None
     buffer = io.BytesIO()
