@@ -233,6 +233,10 @@ def on_device(model: torch.nn.Module, device: torch.device) -> Iterator[torch.nn
         model.to(home)
 
 
+class TileTooLarge(NotEnoughMemory):
+    """One tile (or the whole image) would not fit the memory available: found before it runs."""
+
+
 def _tile_window(size: int, tile: int, overlap: int, same_shape: bool) -> int:
     """The longest tile input along a side of ``size`` LR pixels (see :func:`tile_spans`)."""
     return max(i1 - i0 for _, _, i0, i1 in tile_spans(size, tile, overlap, same_shape))
@@ -243,7 +247,7 @@ def tiles_in_memory(model: torch.nn.Module, tile_shape: tuple[int, int], wanted:
                     what: str, advice: str) -> int:
     """How many of ``wanted`` tile inputs of ``tile_shape`` LR pixels the network can run at
     once in the memory available now less ``reserved`` bytes (the output's): ``wanted`` when
-    they fit, fewer when not, and a one-line :class:`NotEnoughMemory` naming ``what`` and giving
+    they fit, fewer when not, and a one-line :class:`TileTooLarge` naming ``what`` and giving
     ``advice`` when not even one fits (see :mod:`cclnn.memory`; a network that cannot run
     its small inputs is not checked)."""
     h, w = tile_shape
@@ -256,7 +260,7 @@ def tiles_in_memory(model: torch.nn.Module, tile_shape: tuple[int, int], wanted:
         return wanted
     one = estimate.bytes(h, w) + (2 * 3 * 4 * h * w * scale * scale if ensemble else 0)
     if one > budget:
-        raise NotEnoughMemory(f"the network needs about {size_text(one)} for {what}; "
+        raise TileTooLarge(f"the network needs about {size_text(one)} for {what}; "
                               f"{size_text(budget)} are available ({advice})")
     return max(1, min(wanted, budget // one))
 

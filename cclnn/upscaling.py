@@ -12,8 +12,10 @@ after :mod:`cclnn.data.images` decoded them):
 * an alpha channel is upscaled with MATLAB-exact bicubic and reattached;
 * 16-bit images are converted to 8 bits (with a warning) and written as 8-bit;
 * large images are processed in tiles (``tile="auto"``: 1024 / scale LR pixels, i.e. 512 at
-  x2 and 256 at x4, with 16 pixels of context, when a side is larger), so the float memory is
-  one row of tiles and the rest is the uint8 output (:func:`peak_bytes`); an output over
+  x2 and 256 at x4, with 16 pixels of context, when a side is larger; halved, down to 32,
+  while the network's working set for one tile would not fit the memory available), so the
+  float memory is one row of tiles and the rest is the uint8 output (:func:`peak_bytes`); an
+  output over
   ``max_output_pixels`` (default 2**28, 16384 x 16384: 0.8 GB as RGB, 3.2 GB at the peak of
   writing it, and beyond what WebP or most viewers open) or over the machine's available
   memory is refused from the image header, before any network is built;
@@ -50,12 +52,13 @@ from .data.images import (decode_array, decode_image, image_size, is_image_file,
                           read_image_with_alpha, write_image)
 from .errors import CclnnError
 from .factory import SHIPPED, create_model
-from .inference import resolve_device, super_resolve, tile_count
+from .inference import TileTooLarge, resolve_device, super_resolve, tile_count
 from .memory import available_memory
 from .models.descriptor import describe
 from .resize import imresize
 
 AUTO_TILE_HR = 1024  # HR pixels per tile side: the upsampler's tensors grow with scale^2
+MIN_AUTO_TILE = 32  # LR pixels: "auto" tiles no smaller when memory is short
 TILE_OVERLAP = 16
 DEFAULT_MODEL = "cclnn-t"
 DEFAULT_MAX_OUTPUT_PIXELS = 2 ** 28
@@ -130,12 +133,25 @@ def upscale_array(rgb: np.ndarray, net: torch.nn.Module, scale: int, *, tile="au
     """uint8 H x W x 3 -> uint8 sH x sW x 3, on ``device`` ("auto": CUDA when there is one)
     in ``precision`` (fp32, bf16, fp16: see :func:`cclnn.inference.super_resolve`)."""
     info = describe(net)
-    size = _tile_for(rgb.shape[:2], tile, scale, info.max_tile if info else None)
-    on_tile = tile_bar(tile_count(*rgb.shape[:2], size)) if tile_bar else None
-    return super_resolve(net, rgb, scale, tile=size, overlap=TILE_OVERLAP,
-                         ensemble=self_ensemble, on_tile=on_tile, precision=precision,
-                         device=resolve_device(device) if isinstance(device, str) else device,
-                         fast_cpu=True)
+    shape = rgb.shape[:2]
+    size = _tile_for(shape, tile, scale, info.max_tile if info else None)
+    bar: list = []  # made at the first tile, once the tile size is settled
+
+    def on_tile() -> None:
+        if not bar:
+            bar.append(tile_bar(tile_count(*shape, size)) or (lambda: None))
+        bar[0]()
+    while True:
+        try:
+            return super_resolve(
+                net, rgb, scale, tile=size, overlap=TILE_OVERLAP, ensemble=self_ensemble,
+                on_tile=on_tile if tile_bar else None, precision=precision, fast_cpu=True,
+                device=resolve_device(device) if isinstance(device, str) else device)
+        except TileTooLarge:
+            # "auto" halves its tile until one fits the memory (found before any tile ran)
+            if tile != "auto" or 0 < size <= MIN_AUTO_TILE:
+                raise
+            size = max(MIN_AUTO_TILE, -(-(size or max(shape)) // 2))
 
 
 def _to_gray(rgb: np.ndarray) -> np.ndarray:

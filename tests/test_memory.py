@@ -121,3 +121,26 @@ def test_measuring_leaves_the_global_random_state_alone():
     state = torch.get_rng_state()
     working_set(net), largest_layer_bytes(net)
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_auto_tiles_shrink_until_one_fits(monkeypatch):
+    from cclnn.upscaling import upscale_array
+    net = cclnn.build_model("srcnn", 2).eval()
+    rgb = np.random.default_rng(1).integers(0, 256, (100, 90, 3)).astype(np.uint8)
+    whole = working_set(net, True).bytes(100, 90)
+    quarter = working_set(net, True).bytes(25 + 32, 30 + 32)  # tiles of 32: 4 x 3 cores
+    out_bytes = 200 * 180 * 3
+    monkeypatch.setattr("cclnn.inference.available_memory", lambda: out_bytes + quarter + 1)
+    assert whole > quarter + 1
+    bars = []
+
+    def tile_bar(total):
+        bars.append([total, 0])
+        return lambda: bars[-1].__setitem__(1, bars[-1][1] + 1)
+    auto = upscale_array(rgb, net, 2, device="cpu", tile_bar=tile_bar)
+    assert bars == [[12, 12]]  # whole -> 50 -> 32 (the least): one bar, every tile counted
+    monkeypatch.setattr("cclnn.inference.available_memory", lambda: 10 ** 12)
+    assert np.array_equal(auto, upscale_array(rgb, net, 2, device="cpu", tile=32))
+    monkeypatch.setattr("cclnn.inference.available_memory", lambda: out_bytes + quarter + 1)
+    with pytest.raises(CclnnError, match="use a smaller --tile"):  # a given tile is kept
+        upscale_array(rgb, net, 2, device="cpu", tile=50)
