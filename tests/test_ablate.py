@@ -335,3 +335,12 @@ def test_the_claims_overview_counts_each_claims_pairs(tmp_path):
     lines = claims_overview(tmp_path, 2, 100).splitlines()
     assert lines[-1] == "| Table 2 | A beats B | contradicted | 1 / 1 / 1 / 1 | 0.01 - 0.4 | 0.250 |"
     assert not any(line.startswith("| Table 1 ") for line in lines)
+
+
+def test_a_plan_measures_a_new_row_without_writing_anything(tmp_path):
+    # a tiny network and batch: the step is measured, from a config kept in a temporary file
+    study = Study(out=tmp_path, budget=100, seeds=(0,), overrides=(
+        "model.options={channels: 8, n_resblocks: 1}", "data.batch_size=2", "data.patch_size=16"))
+    plan = estimate(study, only_rows(SUITES["table2"], ("cclnn-s",)), steps=1)
+    assert plan[0]["state"] == "new" and plan[0]["step_seconds"] > 0
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -9,7 +10,7 @@ import torch
 
 from ..engine.logs import STEP_TIME_FIELDS, TRAIN_LOG, read_log
 from ..speed import bench_train
-from .study import Study, plan_jobs
+from .study import Job, Study, config_text, plan_jobs
 from .suites import Suite
 
 
@@ -23,6 +24,15 @@ def logged_steps(run: Path) -> tuple[int, Optional[float]]:
         return 0, None
     return int(rows[-1]["iteration"]), statistics.median(r["data_s"] + r["compute_s"]
                                                           for r in rows)
+
+
+def _measured_step(study: Study, job: Job, steps: int) -> float:
+    """Seconds per step of ``job``'s config, trained for a few steps now (written to a
+    temporary file: a plan leaves the study's folders as they were)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / f"{job.name}.yaml"
+        config.write_text(config_text(study, job.row, job.seed))
+        return bench_train(str(config), steps, 1)["step_seconds"]
 
 
 def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
@@ -45,8 +55,7 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
         entry = {"run": job.name, "state": job.state}
         if job.state in ("new", "resume"):
             if job.row.key not in step_seconds:
-                config = study.out / "configs" / f"{job.name}.yaml"
-                step_seconds[job.row.key] = bench_train(str(config), steps, 1)["step_seconds"]
+                step_seconds[job.row.key] = _measured_step(study, job, steps)
             done = logged[job.name][0] if job.state == "resume" else 0
             entry["step_seconds"] = step_seconds[job.row.key]
             entry["seconds"] = step_seconds[job.row.key] * (study.budget - done)

@@ -99,6 +99,11 @@ class Job:
     state: str  # "done", "resume", "new", "fixed", "ensemble"
 
 
+def config_text(study: Study, row: Row, seed: Optional[int]) -> str:
+    """The YAML config a trained row's run of ``seed`` trains with."""
+    return dump_config(config_from_dict(run_config(study, row, seed)))
+
+
 def plan_jobs(study: Study, suite: Suite, write: bool = True) -> list[Job]:
     """Every run of the suite with its state; writes the configs of the trained ones (unless
     ``write`` is off: ``--plan`` leaves the disk as it was) and refuses a run directory whose
@@ -117,8 +122,7 @@ def plan_jobs(study: Study, suite: Suite, write: bool = True) -> list[Job]:
             else:
                 state = "resume" if (run / LATEST).is_file() else "new"
             if row.trained:
-                config = config_from_dict(run_config(study, row, seed))
-                text = dump_config(config)
+                text = config_text(study, row, seed)
                 if (run / "config.yaml").is_file() and (run / "config.yaml").read_text() != text:
                     raise AblationError(
                         f"{run}: made with a different config than this invocation's (other "
