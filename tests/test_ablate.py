@@ -337,6 +337,7 @@ def test_the_claims_overview_counts_each_claims_pairs(tmp_path):
     assert not any(line.startswith("| Table 1 ") for line in lines)
 
 
+@pytest.mark.slow  # a few training steps: ~5 s
 def test_a_plan_measures_a_new_row_without_writing_anything(tmp_path):
     # a tiny network and batch: the step is measured, from a config kept in a temporary file
     study = Study(out=tmp_path, budget=100, seeds=(0,), overrides=(
