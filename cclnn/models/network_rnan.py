@@ -73,7 +73,7 @@ class RNANConfig(NetworkConfig):
             raise ConfigError(f"channels: expected at least 2, got {self.channels}")
 
 
-KEY_CHUNK_ELEMENTS = 1 << 22  # scores held at once per image: 16 MB of float32
+KEY_CHUNK_ELEMENTS = 1 << 20  # scores held at once per image: 4 MB of float32, near the cache
 
 
 class NonLocalBlock(nn.Module):
