@@ -345,3 +345,12 @@ def test_a_plan_measures_a_new_row_without_writing_anything(tmp_path):
     plan = estimate(study, only_rows(SUITES["table2"], ("cclnn-s",)), steps=1)
     assert plan[0]["state"] == "new" and plan[0]["step_seconds"] > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plan_counts_a_self_ensemble_as_eight_scorings_of_its_source(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1))
+    run = study.run_dir("rnan-s_x2_b100_s0")
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"score_seconds": 90.0, "results": []}))
+    plan = {r["run"]: r for r in estimate(study, only_rows(SUITES["table5"], ("rnan-s-plus",)))}
+    assert [r["seconds"] for r in plan.values()] == [8 * 90.0, 8 * 90.0]  # seed 1: as seed 0

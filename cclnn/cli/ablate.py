@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
                    help="train only these rows of the suite (run names' stems, e.g. rnan-s); "
                         "the table still lists every finished row")
     p.add_argument("--plan", action="store_true",
-                   help="list the runs and estimate the training time left; train nothing")
+                   help="list the runs and estimate the time left (training; a "
+                        "self-ensemble's scoring where measured); train nothing")
     p.add_argument("--tables-only", action="store_true",
                    help="rewrite the table from finished runs; train nothing")
     p.set_defaults(func=run)
@@ -44,7 +45,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # training, scoring and tables load torch: not at `cclnn --help`
-    from ..experiments.estimate import estimate
+    from ..experiments.estimate import ENSEMBLE_VIEWS, estimate
     from ..experiments.report import write_tables
     from ..experiments.runner import run_suite
     from ..experiments.study import Study
@@ -69,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
         total = sum(r.get("seconds", 0.0) for r in rows)
         for r in rows:
             extra = (f"~{r['seconds'] / 60:.0f} min ({r['step_seconds']:.3f} s/step)"
-                     if "seconds" in r else "")
+                     if "step_seconds" in r else
+                     f"~{r['seconds'] / 60:.0f} min of scoring ({ENSEMBLE_VIEWS} x "
+                     f"{r['score_seconds']:.0f} s)" if "seconds" in r else "")
             print(f"{r['run']:<40} {r['state']:<7} {extra}")
-        print(f"estimated training time left: {total / 3600:.2f} h with {study.jobs} job(s) "
+        print(f"estimated time left (training, and the self-ensembles' scoring where their "
+              f"source rows recorded theirs): {total / 3600:.2f} h with {study.jobs} job(s) "
               f"of {study.threads_per_job()} thread(s); about {total / 3600 / study.jobs:.2f} h "
               f"of wall time if the jobs overlap perfectly")
         return 0

@@ -1,6 +1,7 @@
 """The training time a suite has left: from the runs' own logs, else measured now."""
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -38,7 +39,8 @@ def _measured_step(study: Study, job: Job, steps: int) -> float:
 def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
     """Each run's state and, for unfinished ones, the seconds left: at the step time its own log
     (or the log of the row's other seeds) shows, else measured now over a few steps with this
-    invocation's threads per run (which another process's load inflates)."""
+    invocation's threads per run (which another process's load inflates); for a self-ensemble
+    row, 8 times the scoring time of its source row's finished runs, where they recorded it."""
 
     jobs = plan_jobs(study, suite, write=False)
     logged = {j.name: logged_steps(study.run_dir(j.name)) for j in jobs if j.row.trained}
@@ -49,6 +51,7 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
             times = [t for t in times if t is not None]
             if times:
                 step_seconds[job.row.key] = statistics.median(times)
+    score_seconds = _score_seconds(study, jobs)
     rows = []
     torch.set_num_threads(study.threads_per_job())
     for job in jobs:
@@ -59,6 +62,30 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
             done = logged[job.name][0] if job.state == "resume" else 0
             entry["step_seconds"] = step_seconds[job.row.key]
             entry["seconds"] = step_seconds[job.row.key] * (study.budget - done)
+        elif job.state == "ensemble" and job.row.ensemble_of.key in score_seconds:
+            entry["score_seconds"] = score_seconds[job.row.ensemble_of.key]
+            entry["seconds"] = ENSEMBLE_VIEWS * entry["score_seconds"]
         rows.append(entry)
     return rows
 
+
+ENSEMBLE_VIEWS = 8  # a self-ensemble scores every image 8 times (flips and rotations)
+
+
+def _score_seconds(study: Study, jobs: list[Job]) -> dict[str, float]:
+    """Source row key of each self-ensemble row -> median seconds its finished runs took to be
+    scored (as their metrics.json recorded it; older records do not say)."""
+    found: dict[str, float] = {}
+    sources = {job.row.ensemble_of.key: job.row.ensemble_of for job in jobs
+               if job.row.ensemble_of is not None}
+    for source in sources.values():
+        times = []
+        for seed in study.seeds:
+            path = study.run_dir(study.run_name(source, seed)) / "metrics.json"
+            if path.is_file():
+                seconds = json.loads(path.read_text()).get("score_seconds")
+                if seconds is not None:
+                    times.append(seconds)
+        if times:
+            found[source.key] = statistics.median(times)
+    return found

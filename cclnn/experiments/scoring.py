@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -59,8 +60,10 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
         model.eval()
         ensemble = row.ensemble_of is not None
         sr_fn = lambda lr: super_resolve(model, lr, study.scale, ensemble=ensemble)  # noqa: E731
+    start = time.perf_counter()
     record["results"] = [evaluate(sr_fn, b, progress=False).as_dict(per_image=True)
                          for b in benchmarks]
+    record["score_seconds"] = round(time.perf_counter() - start, 1)  # plans the "+" rows
     run.mkdir(parents=True, exist_ok=True)
     if row.trained:
         save_weights(model, run / "final.safetensors", {"run": job.name})
