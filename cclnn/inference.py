@@ -261,7 +261,7 @@ def tiles_in_memory(model: torch.nn.Module, tile_shape: tuple[int, int], wanted:
     one = estimate.bytes(h, w) + (2 * 3 * 4 * h * w * scale * scale if ensemble else 0)
     if one > budget:
         raise TileTooLarge(f"the network needs about {size_text(one)} for {what}; "
-                              f"{size_text(budget)} are available ({advice})")
+                           f"{size_text(budget)} are available ({advice})")
     return max(1, min(wanted, budget // one))
 
 
