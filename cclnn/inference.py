@@ -50,14 +50,17 @@ def _undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return x.flip(-1) if flip else x
 
 
+DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]  # rotations, then flipped
+ENSEMBLE_VIEWS = len(DIHEDRAL)  # network runs per image of a self-ensemble
+
+
 def self_ensemble(net: Net, x: torch.Tensor) -> torch.Tensor:
     """Mean of the outputs on the 8 flips/rotations of ``x`` (the papers' "+" rows)."""
     total = None
-    for flip in (False, True):
-        for k in range(4):
-            y = _undo_dihedral(net(_dihedral(x, k, flip)), k, flip)
-            total = y if total is None else total + y
-    return total / 8
+    for k, flip in DIHEDRAL:
+        y = _undo_dihedral(net(_dihedral(x, k, flip)), k, flip)
+        total = y if total is None else total + y
+    return total / ENSEMBLE_VIEWS
 
 
 def _fade(length: int, start: int, stop: int, scale: int, fade: int) -> torch.Tensor:

@@ -45,10 +45,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # training, scoring and tables load torch: not at `cclnn --help`
-    from ..experiments.estimate import ENSEMBLE_VIEWS, estimate
+    from ..experiments.estimate import estimate
     from ..experiments.report import write_tables
     from ..experiments.runner import run_suite
     from ..experiments.study import Study
+    from ..inference import ENSEMBLE_VIEWS
     suite = SUITES.get(args.suite)
     if suite is None:
         raise AblationError(f"suite '{args.suite}': expected one of {', '.join(SUITES)}")

@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 
 from ..engine.logs import STEP_TIME_FIELDS, TRAIN_LOG, read_log
+from ..inference import ENSEMBLE_VIEWS
 from ..speed import bench_train
 from .study import Job, Study, config_text, plan_jobs
 from .suites import Suite
@@ -67,9 +68,6 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
             entry["seconds"] = ENSEMBLE_VIEWS * entry["score_seconds"]
         rows.append(entry)
     return rows
-
-
-ENSEMBLE_VIEWS = 8  # a self-ensemble scores every image 8 times (flips and rotations)
 
 
 def _score_seconds(study: Study, jobs: list[Job]) -> dict[str, float]:

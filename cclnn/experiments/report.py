@@ -206,12 +206,11 @@ def claims_overview(out: Path, scale: int, budget: int) -> Optional[str]:
     ``budget``: its verdict, how its pairs came out, their Holm p-values and the largest
     difference the tests could have missed (None when no table is there yet)."""
     lines = [f"# The paper's claims at x{scale}, {budget} iterations per run", "",
-             "Collected from the suite tables beside this file (`*_x{s}_b{b}.json`), which give "
-             "every pair's test. Pairs: significant in the claim's favour / against it / "
-             f"neither / not testable yet, at alpha = {ALPHA} after Holm's correction within "
-             f"the claim. Detectable: the largest over the claim's pairs of the true difference "
-             f"its test would find with {POWER:.0%} power.".replace("{s}", str(scale))
-             .replace("{b}", str(budget)), "",
+             f"Collected from the suite tables beside this file (`*_x{scale}_b{budget}.json`), "
+             f"which give every pair's test. Pairs: significant in the claim's favour / against "
+             f"it / neither / not testable yet, at alpha = {ALPHA} after Holm's correction "
+             f"within the claim. Detectable: the largest over the claim's pairs of the true "
+             f"difference its test would find with {POWER:.0%} power.", "",
              "| Table | Paper's claim | Verdict | Pairs (for / against / neither / untested) "
              "| p (Holm) | Detectable (dB) |", "|---|---|---|---|---|---:|"]
     found = False
