@@ -1,9 +1,10 @@
 """Scoring a super-resolver on benchmark sets, and the Table-5-style report."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -71,18 +72,32 @@ def save_sr_image(path: Path, sr: np.ndarray, overwrite: bool) -> None:
 
 
 def evaluate(sr_fn: SuperResolver, benchmark: BenchmarkSet, *, progress: bool = True,
-             save_dir: Path | None = None, overwrite: bool = False) -> Result:
+             save_dir: Path | None = None, overwrite: bool = False,
+             known: Mapping[str, ImageScore] | None = None,
+             on_image: Callable[[ImageScore, float], None] | None = None) -> Result:
     """Mean Y PSNR/SSIM of ``sr_fn`` over ``benchmark`` (each image scored, then averaged);
     with ``save_dir``, the SR images as ``save_dir/NAME.png`` (replaced only if
-    ``overwrite``)."""
+    ``overwrite``). ``known`` holds images scored before (an interrupted scoring's), which
+    are not super-resolved again; ``on_image(score, seconds)`` sees each new one as it lands."""
+    known = dict(known or {})
+    if known and save_dir is not None:
+        raise ValueError("evaluate: known scores have no SR images to save")
     scores = []
     bar = tqdm(total=len(benchmark), desc=f"{benchmark.name} x{benchmark.scale}",
                disable=not progress, leave=False, unit="img")
-    for pair in benchmark:
-        sr = sr_fn(pair.lr)
-        scores.append(score_image(pair.name, pair.hr, sr, benchmark.scale))
-        if save_dir is not None:
-            save_sr_image(save_dir / f"{pair.name}.png", sr, overwrite)
+    for i, hr_file in enumerate(benchmark.hr_files):
+        if hr_file.stem in known:
+            scores.append(known[hr_file.stem])
+        else:
+            pair = benchmark.load(i)
+            start = time.perf_counter()
+            sr = sr_fn(pair.lr)
+            score = score_image(pair.name, pair.hr, sr, benchmark.scale)
+            scores.append(score)
+            if on_image is not None:
+                on_image(score, time.perf_counter() - start)
+            if save_dir is not None:
+                save_sr_image(save_dir / f"{pair.name}.png", sr, overwrite)
         bar.update(1)
         bar.set_postfix(psnr=f"{np.mean([s.psnr for s in scores]):.2f}")
     bar.close()

@@ -13,12 +13,18 @@ from cclnn.experiments import AblationError
 from cclnn.experiments.estimate import estimate
 from cclnn.experiments.report import study_facts, validation_curves, write_tables
 from cclnn.experiments.runner import exit_reason
+from cclnn.experiments import scoring
 from cclnn.experiments.scoring import collect
 from cclnn.experiments.study import Study, plan_jobs, run_config
 from cclnn.experiments.suites import SUITES, Claim, only_rows
 from cclnn.experiments.verdicts import check_claim
 from cclnn.stats import compare, holm
+from cclnn.engine.processes import TrainingError
+from cclnn.engine.rundir import RunLock
 from cclnn.engine.train_config import config_from_dict
+from cclnn.inference import super_resolve
+from cclnn.models.registry import build_model
+from cclnn.weights import save_weights
 
 from conftest import ROOT, cli_env, run_cli, tiny_image_folder
 
@@ -354,3 +360,74 @@ def test_a_plan_counts_a_self_ensemble_as_eight_scorings_of_its_source(tmp_path)
     (run / "metrics.json").write_text(json.dumps({"score_seconds": 90.0, "results": []}))
     plan = {r["run"]: r for r in estimate(study, only_rows(SUITES["table5"], ("rnan-s-plus",)))}
     assert [r["seconds"] for r in plan.values()] == [8 * 90.0, 8 * 90.0]  # seed 1: as seed 0
+
+
+def _ensemble_study(tmp_path, seed_weights=0):
+    """A study of one tiny test set whose RNAN-S seed 0 has final weights: RNAN-S+ can score."""
+    rng = np.random.default_rng(1)
+    test = tiny_image_folder(tmp_path / "Tiny" / "HR", 3, 20, 16, rng, prefix="v").parent
+    study = Study(out=tmp_path / "out", budget=100, seeds=(0,), datasets=(str(test),))
+    source = study.run_dir("rnan-s_x2_b100_s0")
+    source.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed_weights)
+    save_weights(build_model("rnan-s", 2), source / "final.safetensors")
+    job = next(j for j in plan_jobs(study, only_rows(SUITES["table5"], ("rnan-s-plus",)))
+               if j.state == "ensemble")
+    return study, job
+
+
+def _counting_super_resolve(monkeypatch, stop_after=None):
+    """Count the images scoring super-resolves; stop it (as a kill would) after ``stop_after``."""
+    calls = []
+
+    def counted(*args, **kwargs):
+        if stop_after is not None and len(calls) == stop_after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return super_resolve(*args, **kwargs)
+    monkeypatch.setattr(scoring, "super_resolve", counted)
+    return calls
+
+
+def test_an_interrupted_scoring_resumes_at_the_next_image_with_the_same_scores(tmp_path,
+                                                                              monkeypatch):
+    study, job = _ensemble_study(tmp_path)
+    fresh_study, fresh_job = _ensemble_study(tmp_path / "fresh")
+    _counting_super_resolve(monkeypatch)
+    fresh = scoring.score_job(fresh_study, fresh_job, scoring.test_sets(fresh_study))
+
+    calls = _counting_super_resolve(monkeypatch, stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        scoring.score_job(study, job, scoring.test_sets(study))
+    journal = study.run_dir(job.name) / scoring.ScoreJournal.NAME
+    assert len(journal.read_text().splitlines()) == 1 + 2  # fingerprint, 2 images
+    with open(journal, "a") as f:
+        f.write('{"dataset": "Tiny", "ima')  # a line cut short by a kill
+    calls = _counting_super_resolve(monkeypatch)
+    resumed = scoring.score_job(study, job, scoring.test_sets(study))
+    assert len(calls) == 1  # only the third image
+    assert resumed["results"] == fresh["results"]  # per image, exactly
+    assert resumed["score_seconds"] > 0
+    assert not journal.exists()  # metrics.json holds it all now
+
+
+def test_a_journal_of_other_weights_is_started_afresh(tmp_path, monkeypatch):
+    study, job = _ensemble_study(tmp_path)
+    _counting_super_resolve(monkeypatch, stop_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        scoring.score_job(study, job, scoring.test_sets(study))
+    _ensemble_study(tmp_path, seed_weights=1)  # the source run's weights changed
+    calls = _counting_super_resolve(monkeypatch)
+    scoring.score_job(study, job, scoring.test_sets(study))
+    assert len(calls) == 3
+
+
+def test_a_run_folder_being_scored_is_not_scored_twice(tmp_path):
+    study, job = _ensemble_study(tmp_path)
+    run = study.run_dir(job.name)
+    run.mkdir(parents=True)
+    held = RunLock(run)
+    with pytest.raises(TrainingError, match="in use by pid"):
+        scoring.score_job(study, job, scoring.test_sets(study))
+    held.release()
+    assert not (run / "metrics.json").exists()

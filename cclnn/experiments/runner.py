@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..engine.processes import StopRequest
+from ..engine.processes import StopRequest, TrainingError
 from . import AblationInterrupted
 from .report import write_tables
 from .scoring import score_job, test_sets
@@ -57,7 +57,12 @@ def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None) 
     torch.set_num_threads(study.threads_per_job() * study.jobs)  # the threads training had
     for job in jobs:
         if job.state == "ensemble":
-            if score_job(study, job, benchmarks) is None:
+            try:
+                record = score_job(study, job, benchmarks)
+            except TrainingError as exc:  # another worker is scoring it
+                log(f"{job.name}: skipped ({exc})")
+                continue
+            if record is None:
                 log(f"{job.name}: not scored yet ({job.row.ensemble_of.label} seed {job.seed} "
                     f"has no final weights)")
             else:

@@ -1,15 +1,25 @@
-"""Scores a finished run's final weights (or a fixed method) on the test sets: ``metrics.json``."""
+"""Scores a finished run's final weights (or a fixed method) on the test sets: ``metrics.json``.
+
+A scoring can take hours (a self-ensembled RNAN-S scores every image 8 times), so each image's
+score is appended to ``RUN/scoring.jsonl`` as it lands and an interrupted scoring picks up
+where it stopped. The journal's first line fingerprints the weights and the way they are run;
+a journal of other weights is started afresh. It is removed once ``metrics.json`` is written.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
-import time
+import os
 from pathlib import Path
 from typing import Any, Optional
+
+import torch
 
 from ..data.benchmark import BenchmarkSet, resolve_benchmark
 from ..atomic import write_text_if_changed
 from ..engine.checkpoint import BEST, LATEST, load_training_state
-from ..evaluate import evaluate
+from ..engine.rundir import RunLock
+from ..evaluate import ImageScore, evaluate
 from ..inference import super_resolve
 from ..models.registry import build_model, count_parameters
 from ..resize import imresize
@@ -35,6 +45,7 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
     if row.model == "bicubic":
         sr_fn = lambda lr: imresize(lr, study.scale)  # noqa: E731
         record["params"] = 0
+        model = None
     else:
         model = build_model(row.model, study.scale, **dict(row.options))
         if row.ensemble_of is not None:
@@ -60,18 +71,82 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
         model.eval()
         ensemble = row.ensemble_of is not None
         sr_fn = lambda lr: super_resolve(model, lr, study.scale, ensemble=ensemble)  # noqa: E731
-    start = time.perf_counter()
-    record["results"] = [evaluate(sr_fn, b, progress=False).as_dict(per_image=True)
-                         for b in benchmarks]
-    record["score_seconds"] = round(time.perf_counter() - start, 1)  # plans the "+" rows
     run.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run)  # one scorer per run folder (two study workers may meet here)
+    journal = ScoreJournal(run / ScoreJournal.NAME, _fingerprint(model, record))
+    record["results"] = [
+        evaluate(sr_fn, b, progress=False, known=journal.known(b.name),
+                 on_image=lambda score, seconds, name=b.name: journal.add(name, score, seconds)
+                 ).as_dict(per_image=True)
+        for b in benchmarks]
+    # seconds spent super-resolving and scoring, over every session it took: plans the "+" rows
+    record["score_seconds"] = round(journal.seconds, 1)
     if row.trained:
         save_weights(model, run / "final.safetensors", {"run": job.name})
     write_text_if_changed(run / "metrics.json", json.dumps(record, indent=1) + "\n")
+    journal.path.unlink(missing_ok=True)
     if row.trained:  # the optimizer state is no longer needed; the weights are kept
         for name in (LATEST, BEST):
             (run / name).unlink(missing_ok=True)
+    lock.release()
     return record
+
+
+def _fingerprint(model: Optional[torch.nn.Module], record: dict) -> str:
+    """What the scores depend on: the weights, the network and how it is run."""
+    h = hashlib.sha256(json.dumps({k: record[k] for k in ("model", "options", "scale")},
+                                  sort_keys=True).encode())
+    h.update(str(record.get("ensemble_of")).encode())
+    if model is not None:
+        for name, tensor in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class ScoreJournal:
+    """The per-image scores of a scoring in progress, one JSON line each, flushed to disk as
+    they land. A line cut short by a kill is ignored."""
+
+    NAME = "scoring.jsonl"
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path = path
+        self.seconds = 0.0
+        self._known: dict[str, dict[str, ImageScore]] = {}
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if not lines or _json_or_none(lines[0]) != {"fingerprint": fingerprint}:
+            path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+            lines = []
+        for line in lines[1:]:
+            entry = _json_or_none(line)
+            if entry is not None:
+                self._remember(entry)
+
+    def _remember(self, entry: dict) -> None:
+        score = ImageScore(entry["image"], entry["psnr"], entry["ssim"])
+        self._known.setdefault(entry["dataset"], {})[score.name] = score
+        self.seconds += entry["seconds"]
+
+    def known(self, dataset: str) -> dict[str, ImageScore]:
+        return dict(self._known.get(dataset, {}))
+
+    def add(self, dataset: str, score: ImageScore, seconds: float) -> None:
+        entry = {"dataset": dataset, "image": score.name, "psnr": score.psnr,
+                 "ssim": score.ssim, "seconds": round(seconds, 3)}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._remember(entry)
+
+
+def _json_or_none(line: str) -> Optional[dict]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 
