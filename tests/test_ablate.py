@@ -360,6 +360,13 @@ def test_a_plan_counts_a_self_ensemble_as_eight_scorings_of_its_source(tmp_path)
     (run / "metrics.json").write_text(json.dumps({"score_seconds": 90.0, "results": []}))
     plan = {r["run"]: r for r in estimate(study, only_rows(SUITES["table5"], ("rnan-s-plus",)))}
     assert [r["seconds"] for r in plan.values()] == [8 * 90.0, 8 * 90.0]  # seed 1: as seed 0
+    # an interrupted scoring of seed 1 has done 100 s of it, as its journal says
+    journal = study.run_dir("rnan-s-plus_x2_b100_s1") / scoring.ScoreJournal.NAME
+    journal.parent.mkdir(parents=True)
+    journal.write_text('{"fingerprint": "f"}\n' + '{"dataset": "Set5", "image": "baby", '
+                       '"psnr": 30.0, "ssim": 0.9, "seconds": 100.0}\n{"dataset": "S')
+    plan = {r["run"]: r for r in estimate(study, only_rows(SUITES["table5"], ("rnan-s-plus",)))}
+    assert plan["rnan-s-plus_x2_b100_s1"]["seconds"] == 8 * 90.0 - 100.0
 
 
 def _ensemble_study(tmp_path, seed_weights=0):

@@ -72,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             extra = (f"~{r['seconds'] / 60:.0f} min ({r['step_seconds']:.3f} s/step)"
                      if "step_seconds" in r else
-                     f"~{r['seconds'] / 60:.0f} min of scoring ({ENSEMBLE_VIEWS} x "
-                     f"{r['score_seconds']:.0f} s)" if "seconds" in r else "")
+                     f"~{r['seconds'] / 60:.0f} min of scoring left ({ENSEMBLE_VIEWS} x "
+                     f"{r['score_seconds']:.0f} s, {r['scored_seconds'] / 60:.0f} min done)"
+                     if "seconds" in r else
+                     f"{r['scored_seconds'] / 60:.0f} min of scoring done"
+                     if r.get("scored_seconds") else "")
             print(f"{r['run']:<40} {r['state']:<7} {extra}")
         print(f"estimated time left (training, and the self-ensembles' scoring where their "
               f"source rows recorded theirs): {total / 3600:.2f} h with {study.jobs} job(s) "

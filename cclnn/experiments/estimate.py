@@ -12,6 +12,7 @@ import torch
 from ..engine.logs import STEP_TIME_FIELDS, TRAIN_LOG, read_log
 from ..inference import ENSEMBLE_VIEWS
 from ..speed import bench_train
+from .scoring import ScoreJournal
 from .study import Job, Study, config_text, plan_jobs
 from .suites import Suite
 
@@ -41,7 +42,8 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
     """Each run's state and, for unfinished ones, the seconds left: at the step time its own log
     (or the log of the row's other seeds) shows, else measured now over a few steps with this
     invocation's threads per run (which another process's load inflates); for a self-ensemble
-    row, 8 times the scoring time of its source row's finished runs, where they recorded it."""
+    row, 8 times the scoring time of its source row's finished runs, where they recorded it,
+    less what an interrupted scoring of it has done."""
 
     jobs = plan_jobs(study, suite, write=False)
     logged = {j.name: logged_steps(study.run_dir(j.name)) for j in jobs if j.row.trained}
@@ -63,9 +65,14 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
             done = logged[job.name][0] if job.state == "resume" else 0
             entry["step_seconds"] = step_seconds[job.row.key]
             entry["seconds"] = step_seconds[job.row.key] * (study.budget - done)
-        elif job.state == "ensemble" and job.row.ensemble_of.key in score_seconds:
-            entry["score_seconds"] = score_seconds[job.row.ensemble_of.key]
-            entry["seconds"] = ENSEMBLE_VIEWS * entry["score_seconds"]
+        elif job.state == "ensemble":
+            # an interrupted scoring's journal: the part already done
+            entry["scored_seconds"] = ScoreJournal.seconds_in(
+                study.run_dir(job.name) / ScoreJournal.NAME)
+            if job.row.ensemble_of.key in score_seconds:
+                entry["score_seconds"] = score_seconds[job.row.ensemble_of.key]
+                entry["seconds"] = max(0.0, ENSEMBLE_VIEWS * entry["score_seconds"]
+                                       - entry["scored_seconds"])
         rows.append(entry)
     return rows
 

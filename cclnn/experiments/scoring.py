@@ -123,6 +123,12 @@ class ScoreJournal:
             if entry is not None:
                 self._remember(entry)
 
+    @staticmethod
+    def seconds_in(path: Path) -> float:
+        """Seconds the journal at ``path`` records (0 without one), whatever weights it is of."""
+        lines = path.read_text().splitlines()[1:] if path.is_file() else []
+        return sum(e.get("seconds", 0.0) for e in map(_json_or_none, lines) if e is not None)
+
     def _remember(self, entry: dict) -> None:
         score = ImageScore(entry["image"], entry["psnr"], entry["ssim"])
         self._known.setdefault(entry["dataset"], {})[score.name] = score
