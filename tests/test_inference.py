@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 import cclnn
-from cclnn.inference import self_ensemble, super_resolve, tiled
+from cclnn.inference import (flush_denormals, flushing_denormals, self_ensemble, super_resolve,
+                             tiled)
 
 
 def test_tiled_equals_untiled_for_conv_net():
@@ -154,3 +155,33 @@ def test_idle_cores_and_usable_threads():
     assert inference.idle_cores(0, lambda: None) == cores  # unreadable: all of them
     assert inference.usable_threads(1) == 1
     assert 1 <= inference.usable_threads(64) <= cores
+
+
+class _RecordsFlushMode(torch.nn.Module):
+    """An x2 nearest upscaler that records whether subnormals were flushed in its forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+        self.modes = []
+
+    def forward(self, x):
+        self.modes.append(flushing_denormals())
+        return torch.nn.functional.interpolate(x, scale_factor=2) * self.weight
+
+
+def test_inference_flushes_subnormals_and_leaves_the_threads_mode_as_it_was():
+    model = _RecordsFlushMode()
+    lr = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    assert not flushing_denormals()
+    sr = super_resolve(model, lr, 2)
+    assert model.modes[-1] and not flushing_denormals()  # (before it: the memory probe)
+    assert np.array_equal(sr, lr.repeat(2, 0).repeat(2, 1))
+    torch.set_flush_denormal(True)  # a caller's own setting is kept
+    try:
+        with flush_denormals():
+            assert flushing_denormals()
+        assert flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)
+    assert torch.tensor([1e-39]).mul(2.0).item() > 0  # IEEE subnormals outside inference
