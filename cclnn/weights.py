@@ -171,7 +171,9 @@ def _check_values(state: Mapping[str, torch.Tensor], path: Path) -> None:
             raise WeightsError(f"{path}: tensor '{key}' holds NaN or infinite values")
 
 
-def _origin_from_header(path: Path) -> WeightsOrigin | None:
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The cclnn record of a safetensors file's header (the network, and what its writer put
+    beside it: :func:`save_weights`'s ``metadata``); {} for a file without one."""
     with open(path, "rb") as file:
         length = int.from_bytes(file.read(8), "little")
         raw = file.read(length)
@@ -179,12 +181,17 @@ def _origin_from_header(path: Path) -> WeightsOrigin | None:
         header = json.loads(raw)
         metadata = header.get("__metadata__") or {}
         record = metadata.get(METADATA_KEY)
-        if record is None:
-            return None
-        record = json.loads(record)
+        record = {} if record is None else json.loads(record)
     except (ValueError, AttributeError) as exc:
         raise WeightsError(f"{path}: unreadable safetensors header ({exc})") from None
-    return _origin(record, "model", path)
+    if not isinstance(record, dict):
+        raise WeightsError(f"{path}: its cclnn record is damaged ({record!r:.80})")
+    return record
+
+
+def _origin_from_header(path: Path) -> WeightsOrigin | None:
+    record = read_record(path)
+    return _origin(record, "model", path) if record else None
 
 
 def _origin_from_checkpoint(data: Any, path: Path) -> WeightsOrigin | None:

@@ -24,7 +24,7 @@ from cclnn.engine.rundir import RunLock
 from cclnn.engine.train_config import config_from_dict
 from cclnn.inference import super_resolve
 from cclnn.models.registry import build_model
-from cclnn.weights import save_weights
+from cclnn.weights import read_record, save_weights
 
 from conftest import ROOT, cli_env, run_cli, tiny_image_folder
 
@@ -438,3 +438,31 @@ def test_a_run_folder_being_scored_is_not_scored_twice(tmp_path):
         scoring.score_job(study, job, scoring.test_sets(study))
     held.release()
     assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.slow  # two CLI subprocesses, a few training steps: ~15 s
+def test_train_only_leaves_finished_checkpoints_that_a_later_call_only_scores(tmp_path, data):
+    train, test = data
+    out = tmp_path / "out"
+    args = ["table2", "--budget", "2", "--seeds", "0", "--only", "cclnn-s", "--out", str(out),
+            "--train", str(train), "--datasets", str(test), *TINY, "--set",
+            f"val.dataset={test}"]
+    trained = ablate(args + ["--train-only"])
+    assert trained.returncode == 0, trained.stderr
+    run = out / "runs" / "cclnn-s_x2_b2_s0"
+    assert "cclnn-s_x2_b2_s0: trained in" in trained.stdout
+    assert (run / "latest.pt").is_file() and not (run / "metrics.json").exists()
+    assert not (out / "table2_x2_b2.md").exists()
+    log_lines = (run / "train_log.csv").read_text().splitlines()
+    # the folder travels without its checkpoints (a GPU machine's $OUT): final weights and logs
+    assert read_record(run / "final.safetensors")["iterations"] == 2
+    (run / "latest.pt").unlink()
+    (run / "best.pt").unlink(missing_ok=True)
+    scored = ablate(args)
+    assert scored.returncode == 0, scored.stderr
+    assert "scored (trained elsewhere)" in scored.stdout
+    assert (run / "train_log.csv").read_text().splitlines() == log_lines  # not trained again
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["iterations"] == 2 and metrics["devices"] and metrics["wall_seconds"] > 0
+    both = ablate(args + ["--train-only", "--tables-only"])
+    assert both.returncode == 2 and "choose one" in both.stderr

@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
                         "self-ensemble's scoring where measured); train nothing")
     p.add_argument("--tables-only", action="store_true",
                    help="rewrite the table from finished runs; train nothing")
+    p.add_argument("--train-only", action="store_true",
+                   help="train the missing runs and stop there: no scoring, no table (train on "
+                        "a GPU machine, score where the results are kept)")
     p.set_defaults(func=run)
 
 
@@ -83,8 +86,16 @@ def run(args: argparse.Namespace) -> int:
               f"of {study.threads_per_job()} thread(s); about {total / 3600 / study.jobs:.2f} h "
               f"of wall time if the jobs overlap perfectly")
         return 0
+    if args.tables_only and args.train_only:
+        raise AblationError("--tables-only and --train-only: choose one")
     if args.tables_only:
         path = write_tables(study, suite)
+    elif args.train_only:
+        failed = run_suite(study, suite, part=part, score=False)
+        if failed:
+            print(f"cclnn ablate: {failed} run(s) failed; finished runs are kept, rerun the same "
+                  f"command to retry", file=sys.stderr)
+        return 1 if failed else 0
     else:
         failed = run_suite(study, suite, part=part)
         path = study.out / f"{suite.name}_x{study.scale}_b{study.budget}.md"

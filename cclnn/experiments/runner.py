@@ -13,8 +13,8 @@ import torch
 from ..engine.processes import StopRequest, TrainingError
 from . import AblationInterrupted
 from .report import write_tables
-from .scoring import score_job, test_sets
-from .study import Job, Study, plan_jobs
+from .scoring import score_job, test_sets, write_final_weights
+from .study import FINAL_WEIGHTS, Job, Study, plan_jobs
 from .suites import Suite
 
 
@@ -40,21 +40,32 @@ def _start_training(study: Study, job: Job) -> subprocess.Popen:
 
 
 
-def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None) -> int:
+def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None,
+              score: bool = True) -> int:
     """Train what is missing (of ``part``, the ``--only`` rows, if given), score it, write
-    the whole suite's tables. Returns the number of failed runs."""
-    benchmarks = test_sets(study)
+    the whole suite's tables; without ``score`` only train: each finished run keeps its
+    checkpoint and gets its final weights as it ends, so that it can be scored by a later
+    call here or, its folder moved without the checkpoint, elsewhere. Returns the number of
+    failed runs."""
+    benchmarks = test_sets(study) if score else None
     jobs = plan_jobs(study, suite if part is None else part)
     pending = [j for j in jobs if j.state in ("new", "resume")]
     failed = 0
     for job in jobs:
-        if job.state == "fixed":
+        if job.state == "fixed" and score:
             if score_job(study, job, benchmarks) is None:
                 log(f"{job.name}: skipped (no weights at {study.a2n_weights} for x{study.scale})")
     torch.set_num_threads(study.threads_per_job())
     with StopRequest() as stop:
         failed += _train_pending(study, pending, benchmarks, stop, log)
+    if not score:
+        return failed
     torch.set_num_threads(study.threads_per_job() * study.jobs)  # the threads training had
+    for job in jobs:
+        if job.state == "trained":
+            record = score_job(study, job, benchmarks)
+            cells = ", ".join(f"{r['dataset']} {r['psnr']:.2f}" for r in record["results"])
+            log(f"{job.name}: scored (trained elsewhere); {cells}")
     for job in jobs:
         if job.state == "ensemble":
             try:
@@ -113,6 +124,11 @@ def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> i
                 failed += 1
                 log(f"{job.name}: training failed ({exit_reason(proc.returncode)}); see "
                     f"{study.run_dir(job.name) / 'console.log'}")
+                continue
+            if benchmarks is None:  # its weights, to travel without its checkpoint
+                write_final_weights(study, job)
+                log(f"{job.name}: trained in {time.monotonic() - started:.0f} s, not scored; "
+                    f"final weights in {FINAL_WEIGHTS}")
                 continue
             # scoring holds up the queue, so it may use every core no training is using
             torch.set_num_threads(max(1, (os.cpu_count() or 1)

@@ -23,9 +23,9 @@ from ..evaluate import ImageScore, evaluate
 from ..inference import super_resolve
 from ..models.registry import build_model, count_parameters
 from ..resize import imresize
-from ..weights import load_weights, save_weights
+from ..weights import load_weights, read_record, save_weights
 from . import AblationError
-from .study import Job, Study
+from .study import FINAL_WEIGHTS, Job, Study
 from .suites import Suite
 
 
@@ -50,17 +50,19 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
         model = build_model(row.model, study.scale, **dict(row.options))
         if row.ensemble_of is not None:
             source = study.run_dir(study.run_name(row.ensemble_of, job.seed))
-            if not (source / "final.safetensors").is_file():
+            if not (source / FINAL_WEIGHTS).is_file():
                 return None
-            load_weights(model, source / "final.safetensors")
+            load_weights(model, source / FINAL_WEIGHTS)
             record.update(seed=job.seed, budget=study.budget, ensemble_of=source.name)
-        elif row.trained:
+        elif row.trained and (run / LATEST).is_file():
             state = load_training_state(run / LATEST)
             model.load_state_dict(state["model"])
-            record.update(seed=job.seed, budget=study.budget, iterations=state["iteration"],
-                          wall_seconds=round(state.get("elapsed_seconds", float("nan")), 1))
-            if "devices" in state:
-                record["devices"] = state["devices"]
+            record.update(seed=job.seed, budget=study.budget, **_training_facts(state))
+        elif row.trained:  # trained elsewhere: its final weights travelled without a checkpoint
+            load_weights(model, run / FINAL_WEIGHTS)
+            trained = read_record(run / FINAL_WEIGHTS)
+            record.update(seed=job.seed, budget=study.budget,
+                          **{k: trained[k] for k in TRAINING_FACTS if k in trained})
         else:
             path = Path(study.a2n_weights)
             if study.scale != 2 or not path.is_file():
@@ -81,8 +83,8 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
         for b in benchmarks]
     # seconds spent super-resolving and scoring, over every session it took: plans the "+" rows
     record["score_seconds"] = round(journal.seconds, 1)
-    if row.trained:
-        save_weights(model, run / "final.safetensors", {"run": job.name})
+    if row.trained and (run / LATEST).is_file():
+        save_weights(model, run / FINAL_WEIGHTS, {"run": job.name})
     write_text_if_changed(run / "metrics.json", json.dumps(record, indent=1) + "\n")
     journal.path.unlink(missing_ok=True)
     if row.trained:  # the optimizer state is no longer needed; the weights are kept
@@ -90,6 +92,34 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
             (run / name).unlink(missing_ok=True)
     lock.release()
     return record
+
+
+TRAINING_FACTS = ("iterations", "wall_seconds", "devices")  # metrics.json's, from the state
+
+
+def _training_facts(state: dict) -> dict[str, Any]:
+    facts = {"iterations": state["iteration"],
+             "wall_seconds": round(state.get("elapsed_seconds", float("nan")), 1)}
+    if "devices" in state:
+        facts["devices"] = state["devices"]
+    return facts
+
+
+def write_final_weights(study: Study, job: Job) -> bool:
+    """A run trained to its budget gets its final weights (``final.safetensors``, recording
+    its iterations, wall time and devices), so that the folder can be scored elsewhere
+    without its checkpoint (``cclnn ablate --train-only`` on a GPU machine); False for a run
+    short of its budget."""
+    run = study.run_dir(job.name)
+    if not (run / LATEST).is_file():
+        return False
+    state = load_training_state(run / LATEST)
+    if state["iteration"] < study.budget:
+        return False
+    model = build_model(job.row.model, study.scale, **dict(job.row.options))
+    model.load_state_dict(state["model"])
+    save_weights(model, run / FINAL_WEIGHTS, {"run": job.name, **_training_facts(state)})
+    return True
 
 
 def _fingerprint(model: Optional[torch.nn.Module], record: dict) -> str:

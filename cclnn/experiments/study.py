@@ -16,6 +16,8 @@ from . import AblationError
 from .suites import (DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, LR_STEP_FRACTION, WARMUP_FRACTION,
                      Row, Suite)
 
+FINAL_WEIGHTS = "final.safetensors"  # a trained run's final weights, once trained
+
 
 @dataclass(frozen=True)
 class Study:
@@ -96,7 +98,7 @@ class Job:
     row: Row
     seed: Optional[int]
     name: str
-    state: str  # "done", "resume", "new", "fixed", "ensemble"
+    state: str  # "done", "resume", "new", "trained" (not scored), "fixed", "ensemble"
 
 
 def config_text(study: Study, row: Row, seed: Optional[int]) -> str:
@@ -119,8 +121,12 @@ def plan_jobs(study: Study, suite: Suite, write: bool = True) -> list[Job]:
                 state = "ensemble"  # scored once its source run has final weights
             elif not row.trained:
                 state = "fixed"
+            elif (run / LATEST).is_file():
+                state = "resume"
+            elif (run / FINAL_WEIGHTS).is_file():
+                state = "trained"  # elsewhere (--train-only): only its scoring is left
             else:
-                state = "resume" if (run / LATEST).is_file() else "new"
+                state = "new"
             if row.trained:
                 text = config_text(study, row, seed)
                 if (run / "config.yaml").is_file() and (run / "config.yaml").read_text() != text:
