@@ -403,13 +403,20 @@ def test_an_interrupted_scoring_resumes_at_the_next_image_with_the_same_scores(t
     _counting_super_resolve(monkeypatch)
     fresh = scoring.score_job(fresh_study, fresh_job, scoring.test_sets(fresh_study))
 
-    calls = _counting_super_resolve(monkeypatch, stop_after=2)
+    _counting_super_resolve(monkeypatch, stop_after=1)
     with pytest.raises(KeyboardInterrupt):
         scoring.score_job(study, job, scoring.test_sets(study))
     journal = study.run_dir(job.name) / scoring.ScoreJournal.NAME
-    assert len(journal.read_text().splitlines()) == 1 + 2  # fingerprint, 2 images
+    assert len(journal.read_text().splitlines()) == 1 + 1  # fingerprint, 1 image
     with open(journal, "a") as f:
         f.write('{"dataset": "Tiny", "ima')  # a line cut short by a kill
+    calls = _counting_super_resolve(monkeypatch, stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        scoring.score_job(study, job, scoring.test_sets(study))
+    assert len(calls) == 1  # the second image: the first was journaled
+    assert scoring.ScoreJournal.seconds_in(journal) > 0
+    assert len([line for line in journal.read_text().splitlines()
+                if line.startswith('{"dataset": "Tiny", "image"')]) == 2  # the cut one apart
     calls = _counting_super_resolve(monkeypatch)
     resumed = scoring.score_job(study, job, scoring.test_sets(study))
     assert len(calls) == 1  # only the third image

@@ -61,23 +61,22 @@ def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None,
     if not score:
         return failed
     torch.set_num_threads(study.threads_per_job() * study.jobs)  # the threads training had
-    for job in jobs:
-        if job.state == "trained":
+    # runs trained elsewhere first: the self-ensembles may need their final weights
+    for job in sorted((j for j in jobs if j.state in ("trained", "ensemble")),
+                      key=lambda j: j.state != "trained"):
+        try:
             record = score_job(study, job, benchmarks)
+        except TrainingError as exc:  # another worker is scoring it
+            log(f"{job.name}: skipped ({exc})")
+            continue
+        if record is None:
+            log(f"{job.name}: not scored yet ({job.row.ensemble_of.label} seed {job.seed} "
+                f"has no final weights)")
+        elif job.state == "trained":
             cells = ", ".join(f"{r['dataset']} {r['psnr']:.2f}" for r in record["results"])
             log(f"{job.name}: scored (trained elsewhere); {cells}")
-    for job in jobs:
-        if job.state == "ensemble":
-            try:
-                record = score_job(study, job, benchmarks)
-            except TrainingError as exc:  # another worker is scoring it
-                log(f"{job.name}: skipped ({exc})")
-                continue
-            if record is None:
-                log(f"{job.name}: not scored yet ({job.row.ensemble_of.label} seed {job.seed} "
-                    f"has no final weights)")
-            else:
-                log(f"{job.name}: scored")
+        else:
+            log(f"{job.name}: scored")
     write_tables(study, suite)
     return failed
 

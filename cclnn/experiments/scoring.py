@@ -144,14 +144,20 @@ class ScoreJournal:
         self.path = path
         self.seconds = 0.0
         self._known: dict[str, dict[str, ImageScore]] = {}
-        lines = path.read_text().splitlines() if path.is_file() else []
+        text = path.read_text() if path.is_file() else ""
+        lines = text.splitlines()
         if not lines or _json_or_none(lines[0]) != {"fingerprint": fingerprint}:
             path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
             lines = []
+        elif not text.endswith("\n"):  # a line cut short: the next one starts on its own
+            with open(path, "a") as f:
+                f.write("\n")
         for line in lines[1:]:
             entry = _json_or_none(line)
-            if entry is not None:
+            try:
                 self._remember(entry)
+            except (KeyError, TypeError):  # not an entry (a cut line, a foreign one)
+                pass
 
     @staticmethod
     def seconds_in(path: Path) -> float:
@@ -161,8 +167,9 @@ class ScoreJournal:
 
     def _remember(self, entry: dict) -> None:
         score = ImageScore(entry["image"], entry["psnr"], entry["ssim"])
-        self._known.setdefault(entry["dataset"], {})[score.name] = score
-        self.seconds += entry["seconds"]
+        dataset, seconds = entry["dataset"], entry["seconds"]
+        self._known.setdefault(dataset, {})[score.name] = score
+        self.seconds += seconds
 
     def known(self, dataset: str) -> dict[str, ImageScore]:
         return dict(self._known.get(dataset, {}))
