@@ -473,3 +473,13 @@ def test_train_only_leaves_finished_checkpoints_that_a_later_call_only_scores(tm
     assert metrics["iterations"] == 2 and metrics["devices"] and metrics["wall_seconds"] > 0
     both = ablate(args + ["--train-only", "--tables-only"])
     assert both.returncode == 2 and "choose one" in both.stderr
+
+
+def test_scoring_leaves_the_cores_other_processes_use(monkeypatch):
+    import cclnn.cpu as cpu
+    from cclnn.experiments.runner import scoring_threads
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr(cpu, "idle_cores", lambda: 4.0)
+    assert scoring_threads(training=0) == 4 and scoring_threads(training=3) == 1
+    monkeypatch.setattr(cpu, "idle_cores", lambda: 1.2)  # another process keeps 3 cores busy
+    assert scoring_threads(training=0) == 1

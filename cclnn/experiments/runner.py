@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..cpu import usable_threads
 from ..engine.processes import StopRequest, TrainingError
 from . import AblationInterrupted
 from .report import write_tables
@@ -40,6 +41,13 @@ def _start_training(study: Study, job: Job) -> subprocess.Popen:
 
 
 
+def scoring_threads(training: int) -> int:
+    """Threads for a scoring while ``training`` threads train: the CPUs they leave, no more
+    than other processes leave free (an extra thread on a busy core makes every operation
+    wait for it)."""
+    return usable_threads(max(1, (os.cpu_count() or 1) - training))
+
+
 def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None,
               score: bool = True) -> int:
     """Train what is missing (of ``part``, the ``--only`` rows, if given), score it, write
@@ -60,7 +68,7 @@ def run_suite(study: Study, suite: Suite, log=print, part: Suite | None = None,
         failed += _train_pending(study, pending, benchmarks, stop, log)
     if not score:
         return failed
-    torch.set_num_threads(study.threads_per_job() * study.jobs)  # the threads training had
+    torch.set_num_threads(usable_threads(study.threads_per_job() * study.jobs))  # training's
     # runs trained elsewhere first: the self-ensembles may need their final weights
     for job in sorted((j for j in jobs if j.state in ("trained", "ensemble")),
                       key=lambda j: j.state != "trained"):
@@ -130,8 +138,7 @@ def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> i
                     f"final weights in {FINAL_WEIGHTS}")
                 continue
             # scoring holds up the queue, so it may use every core no training is using
-            torch.set_num_threads(max(1, (os.cpu_count() or 1)
-                                      - len(active) * study.threads_per_job()))
+            torch.set_num_threads(scoring_threads(len(active) * study.threads_per_job()))
             record = score_job(study, job, benchmarks)
             cells = ", ".join(f"{r['dataset']} {r['psnr']:.2f}" for r in record["results"])
             log(f"{job.name}: done in {time.monotonic() - started:.0f} s; {cells}")
