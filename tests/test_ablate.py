@@ -343,6 +343,34 @@ def test_the_claims_overview_counts_each_claims_pairs(tmp_path):
     assert not any(line.startswith("| Table 1 ") for line in lines)
 
 
+def test_the_runs_overview_lists_each_finished_run_of_the_scale_and_budget(tmp_path):
+    from cclnn.experiments.report import runs_overview
+    assert runs_overview(tmp_path, 2, 100) is None
+    results = [{"dataset": "Set5", "psnr": 35.123, "ssim": 0.94441},
+               {"dataset": "B100", "psnr": 30.5, "ssim": 0.87}]
+    records = {"rcan-s_x2_b100_s1": {"row": "rcan-s", "seed": 1, "results": results,
+                                     "iterations": 100, "wall_seconds": 600.0,
+                                     "devices": ["cuda:0"], "score_seconds": 12.4},
+               "rcan-s_x2_b100_s0": {"row": "rcan-s", "seed": 0, "results": results[:1]},
+               "rcan-s-plus_x2_b100_s0": {"row": "rcan-s-plus", "seed": 0, "results": results,
+                                          "ensemble_of": "rcan-s_x2_b100_s0"},
+               "rcan-s_x2_b200_s0": {"row": "rcan-s", "seed": 0, "results": results}}
+    for name, record in records.items():
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "metrics.json").write_text(json.dumps(record))
+    (tmp_path / "runs" / "rcan-s_x2_b100_s2").mkdir()  # unfinished: no metrics.json
+    lines = runs_overview(tmp_path, 2, 100).splitlines()
+    assert "2 trained runs and 1 self-ensembles" in lines[2]
+    assert lines[-3:] == [
+        "| rcan-s | 0 | 35.12 / 0.9444 | - | - | - | - |",
+        "| rcan-s | 1 | 35.12 / 0.9444 | 30.50 / 0.8700 | 100 | 10 (cuda:0) | 12 |",
+        "| rcan-s-plus | 0 | 35.12 / 0.9444 | 30.50 / 0.8700 | - | x8 views of "
+        "rcan-s_x2_b100_s0 | - |"]
+    (tmp_path / "runs" / "rcan-s_x2_b100_s2" / "metrics.json").write_text("{")
+    with pytest.raises(AblationError, match="rcan-s_x2_b100_s2.*not valid JSON"):
+        runs_overview(tmp_path, 2, 100)
+
+
 @pytest.mark.slow  # a few training steps: ~5 s
 def test_a_plan_measures_a_new_row_without_writing_anything(tmp_path):
     # a tiny network and batch: the step is measured, from a config kept in a temporary file

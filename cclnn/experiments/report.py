@@ -13,6 +13,7 @@ from ..engine.logs import VAL_FIELDS, VAL_LOG, read_log
 from ..config import ConfigError
 from ..engine.train_config import load_config
 from ..stats import ALPHA, POWER
+from . import AblationError
 from .scoring import collect, values_of
 from .study import Study
 from .suites import SUITES, Row, Suite
@@ -234,6 +235,47 @@ def claims_overview(out: Path, scale: int, budget: int) -> Optional[str]:
     return "\n".join(lines) + "\n" if found else None
 
 
+def runs_overview(out: Path, scale: int, budget: int) -> Optional[str]:
+    """One line per finished run in ``out/runs`` at ``scale`` and ``budget`` (every suite's):
+    its seed, PSNR on each set, training length and wall time, and scoring time; so that a
+    study's progress and each run's numbers are read from one file (None when none is
+    finished)."""
+    records = []
+    for path in sorted((out / "runs").glob(f"*_x{scale}_b{budget}_s*/metrics.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            raise AblationError(f"{path}: not valid JSON") from None
+    if not records:
+        return None
+    sets = list(dict.fromkeys(r["dataset"] for rec in records for r in rec["results"]))
+    trained = [rec for rec in records if not rec.get("ensemble_of")]
+    lines = [f"# The finished runs at x{scale}, {budget} iterations per run", "",
+             f"{len(trained)} trained runs and {len(records) - len(trained)} self-ensembles "
+             f"scored, from `runs/*/metrics.json` beside this file. Training: iterations and "
+             f"wall time as the run recorded them; scoring: seconds summed over the images; `-` "
+             f"where the code that made the run did not record it.", "",
+             "| Run | Seed | " + " | ".join(f"{d} PSNR / SSIM" for d in sets)
+             + " | Iterations | Training (min) | Scoring (s) |",
+             "|---|---:|" + "---:|" * len(sets) + "---:|---:|---:|"]
+    for rec in sorted(records, key=lambda r: (r["row"], r["seed"])):
+        by_set = {r["dataset"]: r for r in rec["results"]}
+        cells = [f"{by_set[d]['psnr']:.2f} / {by_set[d]['ssim']:.4f}" if d in by_set else "-"
+                 for d in sets]
+        if rec.get("ensemble_of"):
+            training = f"x8 views of {rec['ensemble_of']}"
+            iterations = "-"
+        else:
+            iterations = str(rec.get("iterations", "-"))
+            wall = rec.get("wall_seconds")
+            training = ("-" if wall is None else
+                        f"{wall / 60:.0f} ({', '.join(rec.get('devices', ['cpu']))})")
+        score = rec.get("score_seconds")
+        lines.append(f"| {rec['row']} | {rec['seed']} | " + " | ".join(cells)
+                     + f" | {iterations} | {training} | {'-' if score is None else f'{score:.0f}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(study: Study, suite: Suite) -> Path:
     found = collect(study, suite)
     text, summary = table_markdown(study, suite, found)
@@ -248,5 +290,8 @@ def write_tables(study: Study, suite: Suite) -> Path:
     overview = claims_overview(study.out, study.scale, study.budget)
     if overview:
         write_text_if_changed(study.out / f"claims_x{study.scale}_b{study.budget}.md", overview)
+    runs = runs_overview(study.out, study.scale, study.budget)
+    if runs:
+        write_text_if_changed(study.out / f"runs_x{study.scale}_b{study.budget}.md", runs)
     return stem.with_suffix(".md")
 
