@@ -241,15 +241,20 @@ def runs_overview(out: Path, scale: int, budget: int) -> Optional[str]:
     study's progress and each run's numbers are read from one file (None when none is
     finished)."""
     records = []
-    for path in sorted((out / "runs").glob(f"*_x{scale}_b{budget}_s*/metrics.json")):
+    tail = f"_x{scale}_b{budget}_s"
+    for path in (out / "runs").glob(f"*{tail}*/metrics.json"):
+        row, _, seed = path.parent.name.rpartition(tail)
+        if not seed.isdigit():
+            continue
         try:
-            records.append(json.loads(path.read_text()))
+            records.append((row, int(seed), json.loads(path.read_text())))
         except json.JSONDecodeError:
             raise AblationError(f"{path}: not valid JSON") from None
     if not records:
         return None
-    sets = list(dict.fromkeys(r["dataset"] for rec in records for r in rec["results"]))
-    trained = [rec for rec in records if not rec.get("ensemble_of")]
+    records.sort(key=lambda found: found[:2])
+    sets = list(dict.fromkeys(r["dataset"] for *_, rec in records for r in rec.get("results", [])))
+    trained = [rec for *_, rec in records if not rec.get("ensemble_of")]
     lines = [f"# The finished runs at x{scale}, {budget} iterations per run", "",
              f"{len(trained)} trained runs and {len(records) - len(trained)} self-ensembles "
              f"scored, from `runs/*/metrics.json` beside this file. Training: iterations and "
@@ -258,8 +263,8 @@ def runs_overview(out: Path, scale: int, budget: int) -> Optional[str]:
              "| Run | Seed | " + " | ".join(f"{d} PSNR / SSIM" for d in sets)
              + " | Iterations | Training (min) | Scoring (s) |",
              "|---|---:|" + "---:|" * len(sets) + "---:|---:|---:|"]
-    for rec in sorted(records, key=lambda r: (r["row"], r["seed"])):
-        by_set = {r["dataset"]: r for r in rec["results"]}
+    for row, seed, rec in records:
+        by_set = {r["dataset"]: r for r in rec.get("results", [])}
         cells = [f"{by_set[d]['psnr']:.2f} / {by_set[d]['ssim']:.4f}" if d in by_set else "-"
                  for d in sets]
         if rec.get("ensemble_of"):
@@ -270,9 +275,9 @@ def runs_overview(out: Path, scale: int, budget: int) -> Optional[str]:
             wall = rec.get("wall_seconds")
             training = ("-" if wall is None else
                         f"{wall / 60:.0f} ({', '.join(rec.get('devices', ['cpu']))})")
-        score = rec.get("score_seconds")
-        lines.append(f"| {rec['row']} | {rec['seed']} | " + " | ".join(cells)
-                     + f" | {iterations} | {training} | {'-' if score is None else f'{score:.0f}'} |")
+        score = "-" if rec.get("score_seconds") is None else f"{rec['score_seconds']:.0f}"
+        lines.append(f"| {row} | {seed} | " + " | ".join(cells)
+                     + f" | {iterations} | {training} | {score} |")
     return "\n".join(lines) + "\n"
 
 
