@@ -13,8 +13,7 @@ from ..engine.logs import VAL_FIELDS, VAL_LOG, read_log
 from ..config import ConfigError
 from ..engine.train_config import load_config
 from ..stats import ALPHA, POWER
-from . import AblationError
-from .scoring import collect, values_of
+from .scoring import collect, read_metrics, values_of
 from .study import Study
 from .suites import SUITES, Row, Suite
 from .verdicts import check_claim
@@ -246,10 +245,7 @@ def runs_overview(out: Path, scale: int, budget: int) -> Optional[str]:
         row, _, seed = path.parent.name.rpartition(tail)
         if not seed.isdigit():
             continue
-        try:
-            records.append((row, int(seed), json.loads(path.read_text())))
-        except json.JSONDecodeError:
-            raise AblationError(f"{path}: not valid JSON") from None
+        records.append((row, int(seed), read_metrics(path)))
     if not records:
         return None
     records.sort(key=lambda found: found[:2])

@@ -193,6 +193,14 @@ def _json_or_none(line: str) -> Optional[dict]:
 
 
 
+def read_metrics(path: Path) -> dict:
+    """A finished run's metrics.json, or a one-line error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise AblationError(f"{path}: not valid JSON") from None
+
+
 def collect(study: Study, suite: Suite) -> dict[str, list[dict]]:
     """row key -> the metrics.json records found for it (one per finished seed)."""
     found: dict[str, list[dict]] = {}
@@ -201,10 +209,7 @@ def collect(study: Study, suite: Suite) -> dict[str, list[dict]]:
         for seed in (study.seeds if row.seeded else (None,)):
             path = study.run_dir(study.run_name(row, seed)) / "metrics.json"
             if path.is_file():
-                try:
-                    records.append(json.loads(path.read_text()))
-                except json.JSONDecodeError:
-                    raise AblationError(f"{path}: not valid JSON") from None
+                records.append(read_metrics(path))
         found[row.key] = records
     return found
 
