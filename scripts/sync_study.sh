@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Copy what a background study (run from another checkout, scripts/run_study.sh) has finished
 # into this checkout's results/experiments: the finished runs' configs, logs, final weights
-# and metrics, never checkpoints; then rewrite the tables here. Usage: scripts/sync_study.sh DIR
+# and metrics, and the scorings in progress, never checkpoints; then rewrite the tables here.
+# A trained run being scored has final weights only once `cclnn ablate ... --train-only` has
+# written them from its checkpoint (see docs/experiments.md). Usage: scripts/sync_study.sh DIR
 set -eu
 src=${1:?the other checkout}/results/experiments
 cd "$(dirname "$0")/.."
 mkdir -p results/experiments
-# finished runs only (a run in progress is lost with its session's checkpoint anyway); final
-# weights only of the rows a command reads them from: Table 5's self-ensembles (CCLNN-S,
-# RNAN-S, DiVANet-S) and the LAM comparison (CCLNN-S, NLSN-S)
-files=$(cd "$src" && for m in runs/*/metrics.json; do
-  [ -f "$m" ] || continue
-  run=$(dirname "$m")
+# finished runs, and the scorings in progress (their journal, and the final weights they score:
+# the rest of the scoring resumes from them in a later session); never checkpoints, so a
+# training in progress is lost with its session. Final weights of finished runs only for the
+# rows a command reads them from: Table 5's self-ensembles (CCLNN-S, RNAN-S, DiVANet-S) and the
+# LAM comparison (CCLNN-S, NLSN-S)
+files=$(cd "$src" && for run in runs/*; do
+  if [ -f "$run/metrics.json" ]; then finished=1
+  elif [ -f "$run/final.safetensors" ]; then finished=0  # trained, being scored
+  elif [ -f "$run/scoring.jsonl" ] && [[ $run == *-plus_* ]]; then finished=0  # self-ensemble
+  else continue; fi
   for f in "$run"/*; do
     case "$f" in
       *.pt|*.tmp*) ;;
-      */final.safetensors) case "$run" in runs/cclnn-s_*|runs/rnan-s_*|runs/divanet-s_*|runs/nlsn-s_*) echo "$f";; esac;;
+      */final.safetensors) case "$finished:$run" in 0:*|*:runs/cclnn-s_*|*:runs/rnan-s_*|*:runs/divanet-s_*|*:runs/nlsn-s_*) echo "$f";; esac;;
       *) echo "$f";;
     esac
   done

@@ -132,8 +132,10 @@ def _train_pending(study: Study, pending: list[Job], benchmarks, stop, log) -> i
                 log(f"{job.name}: training failed ({exit_reason(proc.returncode)}); see "
                     f"{study.run_dir(job.name) / 'console.log'}")
                 continue
-            if benchmarks is None:  # its weights, to travel without its checkpoint
-                write_final_weights(study, job)
+            # its weights, to travel without its checkpoint (a GPU's runs; a scoring that
+            # outlasts the session resumes from them and its journal)
+            write_final_weights(study, job)
+            if benchmarks is None:
                 log(f"{job.name}: trained in {time.monotonic() - started:.0f} s, not scored; "
                     f"final weights in {FINAL_WEIGHTS}")
                 continue

@@ -84,7 +84,7 @@ def score_job(study: Study, job: Job, benchmarks) -> Optional[dict]:
     # seconds spent super-resolving and scoring, over every session it took: plans the "+" rows
     record["score_seconds"] = round(journal.seconds, 1)
     if row.trained and (run / LATEST).is_file():
-        save_weights(model, run / FINAL_WEIGHTS, {"run": job.name})
+        save_weights(model, run / FINAL_WEIGHTS, {"run": job.name, **_training_facts(state)})
     write_text_if_changed(run / "metrics.json", json.dumps(record, indent=1) + "\n")
     journal.path.unlink(missing_ok=True)
     if row.trained:  # the optimizer state is no longer needed; the weights are kept
