@@ -58,17 +58,28 @@ def _check(values: Sequence[float], side: str) -> list[float]:
 
 def _mean_var(values: list[float]) -> tuple[float, float]:
     mean = math.fsum(values) / len(values)
-    return mean, math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.fsum((v - mean) * (v - mean) for v in values) / (len(values) - 1)
+
+
+def _unit(*sides: list[float]) -> float:
+    """1, or for magnitudes where sums of squares could overflow or underflow a power of two
+    near the largest: the values divided by it lie within [-2, 2] and the division is exact."""
+    top = max(abs(v) for side in sides for v in side)
+    if top == 0 or 2.0 ** -400 < top < 2.0 ** 400:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(top)[1] - 1)
 
 
 def compare(a: Sequence[float], b: Sequence[float], paired: bool = False) -> Comparison:
     """Compare ``a`` with ``b``: Welch's t-test, or with ``paired`` the one-sample t-test on
     ``a[i] - b[i]`` (for rows that share everything but the factor under test)."""
     a, b = _check(a, "a"), _check(b, "b")
+    if paired and len(a) != len(b):
+        raise StatsError(f"paired: a has {len(a)} values and b {len(b)}; pairs need equal "
+                         f"counts")
+    unit = _unit(a, b)
+    a, b = [v / unit for v in a], [v / unit for v in b]
     if paired:
-        if len(a) != len(b):
-            raise StatsError(f"paired: a has {len(a)} values and b {len(b)}; pairs need equal "
-                             f"counts")
         diff, var = _mean_var([x - y for x, y in zip(a, b)])
         se2, df = var / len(a), len(a) - 1.0
     else:
@@ -76,29 +87,42 @@ def compare(a: Sequence[float], b: Sequence[float], paired: bool = False) -> Com
         diff = mean_a - mean_b
         qa, qb = var_a / len(a), var_b / len(b)
         se2 = qa + qb
-        # Welch-Satterthwaite; with no spread on either side the df do not matter
-        df = se2 ** 2 / (qa ** 2 / (len(a) - 1) + qb ** 2 / (len(b) - 1)) if se2 > 0 else 1.0
-    return _t_test(diff, math.sqrt(se2), df, len(a), len(b), "paired" if paired else "welch")
+        # Welch-Satterthwaite; undefined with no spread on either side (the result is exact)
+        df = (1.0 / ((qa / se2) ** 2 / (len(a) - 1) + (qb / se2) ** 2 / (len(b) - 1))
+              if se2 > 0 else math.nan)
+    return _t_test(diff, math.sqrt(se2), df, len(a), len(b), "paired" if paired else "welch",
+                   unit)
 
 
 def compare_with_value(a: Sequence[float], value: float) -> Comparison:
     """One-sample t-test of ``a`` against a fixed number (a method without seeds, such as
     bicubic or published weights): Welch's test with no spread on that side."""
     a = _check(a, "a")
-    mean, var = _mean_var(a)
-    return _t_test(mean - value, math.sqrt(var / len(a)), len(a) - 1.0, len(a), 1, "welch")
+    _check([value, value], "the fixed value")
+    unit = _unit(a, [value])
+    mean, var = _mean_var([v / unit for v in a])
+    return _t_test(mean - value / unit, math.sqrt(var / len(a)), len(a) - 1.0, len(a), 1,
+                   "welch", unit)
 
 
-def _t_test(diff: float, se: float, df: float, n_a: int, n_b: int, test) -> Comparison:
+def _t_test(diff: float, se: float, df: float, n_a: int, n_b: int, test, unit: float
+            ) -> Comparison:
+    """The test on values divided by ``unit``; differences are given back in the values' own
+    unit."""
     from scipy import stats as sps  # scipy costs 0.3 s to import: only when numbers are compared
     if se == 0:  # identical values within each side: the data admit no error at all
-        return Comparison(diff, (diff, diff), 1.0 if diff == 0 else 0.0, n_a, n_b, test, 0.0,
-                          0.0 if diff == 0 else math.copysign(math.inf, diff), df)
-    t = diff / se
-    p = float(2 * sps.t.sf(abs(t), df))
-    half = float(sps.t.ppf(1 - ALPHA / 2, df)) * se
-    return Comparison(diff, (diff - half, diff + half), p, n_a, n_b, test,
-                      detectable_difference(se, df), t, df)
+        p, half, detectable = (1.0 if diff == 0 else 0.0), 0.0, 0.0
+        t = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    else:
+        t = diff / se
+        p = float(2 * sps.t.sf(abs(t), df))
+        half = float(sps.t.ppf(1 - ALPHA / 2, df)) * se
+        detectable = detectable_difference(se, df)
+    lo, hi = (diff - half) * unit, (diff + half) * unit
+    if not all(map(math.isfinite, (lo, hi, detectable * unit))):
+        raise StatsError("the values are too far apart to compare: their difference overflows "
+                         "a float")
+    return Comparison(diff * unit, (lo, hi), p, n_a, n_b, test, detectable * unit, t, df)
 
 
 def power_at(delta: float, se: float, df: float, alpha: float = ALPHA) -> float:
@@ -136,8 +160,9 @@ def describe(c: Comparison) -> str:
     """The text of ``cclnn stats``: difference, interval, test, detectable difference."""
     name = "paired t-test" if c.test == "paired" else "Welch's t-test"
     counts = f"n = {c.n_a} pairs" if c.test == "paired" else f"n_a = {c.n_a}, n_b = {c.n_b}"
+    df = "undefined (no spread on either side)" if math.isnan(c.df) else f"{c.df:.4g}"
     return "\n".join([
         f"mean difference a - b: {c.diff:+.6g} (95 % CI {c.ci95[0]:+.6g} to {c.ci95[1]:+.6g})",
-        f"{name}: t = {c.t:.4g}, df = {c.df:.4g}, two-sided p = {c.p_value:.4g} ({counts})",
+        f"{name}: t = {c.t:.4g}, df = {df}, two-sided p = {c.p_value:.4g} ({counts})",
         f"smallest difference detectable with {POWER * 100:.0f} % power at alpha = {ALPHA}: "
         f"{c.detectable:.4g}"])

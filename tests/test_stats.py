@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cclnn.stats import StatsError, compare, detectable_difference, holm, power_at
+from cclnn.stats import (StatsError, compare, describe, detectable_difference, holm,
+                         power_at)
 
 # Student's sleep data (Cushny & Peebles), as in R's `sleep`: extra hours of sleep per patient
 DRUG1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
@@ -66,6 +67,9 @@ def test_holm_adjusts_like_the_textbook():
     ([1.0, 2.0], [3.0], False, "b: at least 2 values"),
     ([1.0, float("nan")], [1.0, 2.0], False, "finite"),
     ([1.0, 2.0, 3.0], [1.0, 2.0], True, "pairs need equal counts"),
+    ([1e308, -1e308], [1.0, 2.0], False, "overflow"),
+    ([1e308, 1e308], [-1e308, -1e308], False, "overflow"),
+    ([1e308, 0.0], [-1e308, 0.0], True, "overflow"),
 ])
 def test_bad_input_is_one_clear_error(a, b, paired, message):
     with pytest.raises(StatsError, match=message):
@@ -76,6 +80,10 @@ def test_no_spread_gives_a_decided_or_null_result_without_dividing_by_zero():
     assert compare([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
     c = compare([2.0, 2.0], [1.0, 1.0])
     assert c.p_value == 0.0 and c.ci95 == (1.0, 1.0)
+    assert "df = undefined" in describe(c)  # Welch-Satterthwaite is 0 / 0 here
+    assert compare([2.0, 3.0], [1.0, 2.0], paired=True).df == 1.0  # n - 1, defined
+    tiny = compare([1e-170, 2e-170, 3e-170], [0.0, 1e-170])  # squares underflow: same df
+    assert tiny.df == pytest.approx(compare([1.0, 2.0, 3.0], [0.0, 1.0]).df, rel=1e-12)
 
 
 def test_the_command_prints_the_json_record_and_one_line_errors(capsys):
