@@ -20,6 +20,7 @@ from cclnn.experiments.suites import SUITES, Claim, only_rows
 from cclnn.experiments.verdicts import check_claim
 from cclnn.stats import compare, holm
 from cclnn.engine.processes import TrainingError
+from cclnn.errors import CclnnError
 from cclnn.engine.rundir import RunLock
 from cclnn.engine.train_config import config_from_dict
 from cclnn.inference import super_resolve
@@ -144,9 +145,20 @@ def test_bad_override_and_unknown_suite_are_one_line_errors(tmp_path):
     study = Study(out=tmp_path, budget=10, overrides=("optim.lrr=1",))
     with pytest.raises(AblationError, match="lrr"):
         plan_jobs(study, SUITES["table1"])
-    proc = ablate(["table9", "--budget", "10", "--out", str(tmp_path)])
-    assert proc.returncode == 2 and "suite 'table9'" in proc.stderr
+    proc = ablate(["tabel1", "--budget", "10", "--out", str(tmp_path)])
+    assert proc.returncode == 2 and "suite 'tabel1'" in proc.stderr
+    assert "did you mean 'table1'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_plan_or_a_table_of_nothing_is_refused_before_anything_is_written(tmp_path):
+    study = Study(out=tmp_path / "out", budget=10, data_root=str(tmp_path / "nowhere"),
+                  datasets=("Set14",))
+    with pytest.raises(CclnnError, match="Set14"):  # the runs would fail only when scored
+        estimate(study, SUITES["table1"])
+    with pytest.raises(AblationError, match="no finished run of table3 at x2, 10 iterations"):
+        write_tables(study, SUITES["table3"], require_runs=True)
+    assert not study.out.exists()
 
 
 @pytest.mark.slow  # a CLI subprocess: about 4 s here
@@ -161,7 +173,7 @@ def test_only_picks_rows_and_names_the_known_ones(tmp_path):
 
 
 def test_plan_estimates_from_the_step_times_the_runs_logged(tmp_path):
-    study = Study(out=tmp_path, budget=100, seeds=(0, 1))
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1), datasets=("Set5",))
     run = study.run_dir("cclnn-s_x2_b100_s0")
     run.mkdir(parents=True)
     (run / "latest.pt").write_bytes(b"")  # an interrupted run: resumed, not benchmarked
@@ -376,7 +388,7 @@ def test_the_runs_overview_lists_each_finished_run_of_the_scale_and_budget(tmp_p
 @pytest.mark.slow  # a few training steps: ~5 s
 def test_a_plan_measures_a_new_row_without_writing_anything(tmp_path):
     # a tiny network and batch: the step is measured, from a config kept in a temporary file
-    study = Study(out=tmp_path, budget=100, seeds=(0,), overrides=(
+    study = Study(out=tmp_path, budget=100, seeds=(0,), datasets=("Set5",), overrides=(
         "model.options={channels: 8, n_resblocks: 1}", "data.batch_size=2", "data.patch_size=16"))
     plan = estimate(study, only_rows(SUITES["table2"], ("cclnn-s",)), steps=1)
     assert plan[0]["state"] == "new" and plan[0]["step_seconds"] > 0
@@ -384,7 +396,7 @@ def test_a_plan_measures_a_new_row_without_writing_anything(tmp_path):
 
 
 def test_a_plan_counts_a_self_ensemble_as_eight_scorings_of_its_source(tmp_path):
-    study = Study(out=tmp_path, budget=100, seeds=(0, 1))
+    study = Study(out=tmp_path, budget=100, seeds=(0, 1), datasets=("Set5",))
     run = study.run_dir("rnan-s_x2_b100_s0")
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps({"score_seconds": 90.0, "results": []}))

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import suggest
 from ..experiments import AblationError
 from ..experiments.suites import DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, SUITES, only_rows
 from .common import NON_NEGATIVE, POSITIVE, add_data_root, add_scale
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import ENSEMBLE_VIEWS
     suite = SUITES.get(args.suite)
     if suite is None:
-        raise AblationError(f"suite '{args.suite}': expected one of {', '.join(SUITES)}")
+        raise AblationError(f"suite '{args.suite}': expected one of {', '.join(SUITES)}"
+                            + suggest(args.suite, SUITES))
     if args.budget < 1:
         raise AblationError("--budget: must be at least 1 iteration")
     if args.jobs < 1:
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tables_only and args.train_only:
         raise AblationError("--tables-only and --train-only: choose one")
     if args.tables_only:
-        path = write_tables(study, suite)
+        path = write_tables(study, suite, require_runs=True)
     elif args.train_only:
         failed = run_suite(study, suite, part=part, score=False)
         if failed:

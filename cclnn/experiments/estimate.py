@@ -11,6 +11,7 @@ import torch
 
 from ..engine.logs import STEP_TIME_FIELDS, TRAIN_LOG, read_log
 from ..inference import ENSEMBLE_VIEWS
+from ..data.benchmark import resolve_benchmark
 from ..speed import bench_train
 from .scoring import ScoreJournal
 from .study import Job, Study, config_text, plan_jobs
@@ -45,6 +46,8 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
     row, 8 times the scoring time of its source row's finished runs, where they recorded it,
     less what an interrupted scoring of it has done."""
 
+    for dataset in study.datasets:  # what the runs will be scored on: a wrong --data-root
+        resolve_benchmark(dataset, study.data_root)  # fails the plan, not the runs hours later
     jobs = plan_jobs(study, suite, write=False)
     logged = {j.name: logged_steps(study.run_dir(j.name)) for j in jobs if j.row.trained}
     step_seconds: dict[str, float] = {}

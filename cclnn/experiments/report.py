@@ -13,6 +13,7 @@ from ..engine.logs import VAL_FIELDS, VAL_LOG, read_log
 from ..config import ConfigError
 from ..engine.train_config import load_config
 from ..stats import ALPHA, POWER
+from . import AblationError
 from .scoring import collect, read_metrics, values_of
 from .study import Study
 from .suites import SUITES, Row, Suite
@@ -277,8 +278,15 @@ def runs_overview(out: Path, scale: int, budget: int) -> Optional[str]:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(study: Study, suite: Suite) -> Path:
+def write_tables(study: Study, suite: Suite, require_runs: bool = False) -> Path:
+    """The suite's table (.md, .json, .png) and the overviews of claims and runs; with
+    ``require_runs``, none without a finished run of the suite (a mistyped --out or --budget)."""
     found = collect(study, suite)
+    if require_runs and not any(found.values()):
+        raise AblationError(f"{study.out}: no finished run of {suite.name} at x{study.scale}, "
+                            f"{study.budget} iterations, seeds "
+                            f"{' '.join(map(str, study.seeds))} (no metrics.json); check --out, "
+                            f"--budget, --seeds and --scale")
     text, summary = table_markdown(study, suite, found)
     stem = study.out / f"{suite.name}_x{study.scale}_b{study.budget}"
     write_text_if_changed(stem.with_suffix(".md"), text)
