@@ -2,8 +2,8 @@
 # Copy what a background study (run from another checkout, scripts/run_study.sh) has finished
 # into this checkout's results/experiments: the finished runs' configs, logs, final weights
 # and metrics, and the scorings in progress, never checkpoints; then rewrite the tables here.
-# A trained run being scored has final weights only once `cclnn ablate ... --train-only` has
-# written them from its checkpoint (see docs/experiments.md). Usage: scripts/sync_study.sh DIR
+# (a trained run gets its final weights before its scoring starts; a study run by code older
+# than 9d8299f writes them only with `cclnn ablate ... --train-only`). Usage: sync_study.sh DIR
 set -eu
 src=${1:?the other checkout}/results/experiments
 cd "$(dirname "$0")/.."
