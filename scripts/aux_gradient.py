@@ -1,4 +1,5 @@
-"""How much the auxiliary loss weighs in a trained CCLNN-S run (Tables 2-4, docs/experiments.md).
+"""How much the auxiliary loss weighs in a trained CCLNN-S run (Tables 2-4 of the first study,
+docs/experiments-first-study.md).
 
 For each run folder given: its final weights on the first training batch of its own config
 (``TrainPatches`` and ``EpochBatches``, epoch 0, the run's seed), ``l_rec`` and
