@@ -331,8 +331,8 @@ def _output_folder(folder: Path) -> None:
 def _targets(files: list[Path], out: str | None, scale: int, single: bool, suffix: str,
              ext: str | None) -> list[Path]:
     """Each input's output; a clash of two inputs, or an input as an output, is refused."""
-    if out and not single and (Path(out).is_file() or (not Path(out).exists()
-                                                       and is_image_file(Path(out)))):
+    if out and files and not single and (Path(out).is_file() or (not Path(out).exists()
+                                                                 and is_image_file(Path(out)))):
         raise UpscaleError(f"-o {out}: several inputs need an output folder, not a file")
     targets = [output_path(source, out, scale, single, suffix, ext) for source in files]
     if ext and targets and single and targets[0].suffix.lower() != ext:

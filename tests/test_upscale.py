@@ -101,6 +101,10 @@ def test_glob_and_missing_inputs(tmp_path, weights, capsys):
     assert len(list((tmp_path / "o").glob("*.png"))) == 2
     assert run([tmp_path / "nothing.png"], weights) == 1
     assert "nothing.png: file not found" in capsys.readouterr().err
+    # named as one output file: still the input's own error, not "several inputs"
+    assert run([tmp_path / "nothing.png", "-o", tmp_path / "out.png"], weights) == 1
+    err = capsys.readouterr().err
+    assert "nothing.png: file not found" in err and "several inputs" not in err
 
 
 def test_one_pixel_image(tmp_path, weights):
