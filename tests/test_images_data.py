@@ -85,6 +85,9 @@ def test_resolve_names(tmp_path):
     assert resolve_benchmark("b100", tmp_path) == tmp_path / "benchmark" / "B100"
     with pytest.raises(DatasetError, match="not one of"):
         resolve_benchmark("Set6", tmp_path)
+    # a data root that is not there is a typo: not silently the bundled Set5
+    with pytest.raises(DatasetError, match="--data-root .*nowhere: not a folder"):
+        resolve_benchmark("Set5", tmp_path / "nowhere")
 
 
 def test_write_image_is_atomic(tmp_path):

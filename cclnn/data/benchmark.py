@@ -19,8 +19,8 @@ from ..assets import SET5
 from ..errors import CclnnError
 from ..resize import degrade, mod_crop
 from .images import ImageError, is_image_file, read_image, write_image
-from .layout import (BENCHMARKS, HR_FOLDER, cache_root, canonical_name, data_root, lr_dir,
-                     lr_file_name)
+from .layout import (BENCHMARKS, DATA_ENV, HR_FOLDER, cache_root, canonical_name, data_root,
+                     lr_dir, lr_file_name)
 
 
 class DatasetError(CclnnError):
@@ -39,6 +39,9 @@ def resolve_benchmark(name: str, root: str | os.PathLike | None = None) -> Path:
         raise DatasetError(f"dataset '{name}': not a folder and not one of "
                            f"{', '.join(BENCHMARKS)}")
     root_path = data_root(None if root is None else str(root))
+    if root_path is not None and not root_path.is_dir():  # a typo, not "use the bundled Set5"
+        source = "--data-root" if root is not None else DATA_ENV
+        raise DatasetError(f"{source} {root_path}: not a folder")
     looked = []
     if root_path is not None:
         for candidate in (root_path / canonical, root_path / "benchmark" / canonical):
