@@ -186,6 +186,10 @@ def test_plan_estimates_from_the_step_times_the_runs_logged(tmp_path):
     assert [r["step_seconds"] for r in plan] == pytest.approx([1.0, 1.0])  # median of 3 steps
     assert [r["seconds"] for r in plan] == pytest.approx([70.0, 100.0])  # 30 of 100 done
     assert not (tmp_path / "configs").exists()  # a plan writes nothing
+    # a plan of seed 2 alone still reads seed 0's log (no benchmark)
+    other = Study(out=tmp_path, budget=100, seeds=(2,), datasets=("Set5",))
+    plan = estimate(other, only_rows(SUITES["table2"], ("cclnn-s",)))
+    assert [(r["run"], r["step_seconds"]) for r in plan] == [("cclnn-s_x2_b100_s2", 1.0)]
 
 
 def test_exit_reasons_name_the_signal():
@@ -409,6 +413,9 @@ def test_a_plan_counts_a_self_ensemble_as_eight_scorings_of_its_source(tmp_path)
                        '"psnr": 30.0, "ssim": 0.9, "seconds": 100.0}\n{"dataset": "S')
     plan = {r["run"]: r for r in estimate(study, only_rows(SUITES["table5"], ("rnan-s-plus",)))}
     assert plan["rnan-s-plus_x2_b100_s1"]["seconds"] == 8 * 90.0 - 100.0
+    other = Study(out=tmp_path, budget=100, seeds=(2,), datasets=("Set5",))  # seed 0 not asked
+    plan = estimate(other, only_rows(SUITES["table5"], ("rnan-s-plus",)))
+    assert [r["seconds"] for r in plan] == [8 * 90.0]
 
 
 def _ensemble_study(tmp_path, seed_weights=0):

@@ -1,7 +1,6 @@
 """The training time a suite has left: from the runs' own logs, else measured now."""
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from ..engine.logs import STEP_TIME_FIELDS, TRAIN_LOG, read_log
 from ..inference import ENSEMBLE_VIEWS
 from ..data.benchmark import resolve_benchmark
 from ..speed import bench_train
-from .scoring import ScoreJournal
+from .scoring import ScoreJournal, read_metrics
 from .study import Job, Study, config_text, plan_jobs
 from .suites import Suite
 
@@ -40,8 +39,8 @@ def _measured_step(study: Study, job: Job, steps: int) -> float:
 
 
 def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
-    """Each run's state and, for unfinished ones, the seconds left: at the step time its own log
-    (or the log of the row's other seeds) shows, else measured now over a few steps with this
+    """Each run's state and, for unfinished ones, the seconds left: at the step time the logs of
+    the row's runs show (of any seed on disk, asked for or not), else measured now over a few steps with this
     invocation's threads per run (which another process's load inflates); for a self-ensemble
     row, 8 times the scoring time of its source row's finished runs, where they recorded it,
     less what an interrupted scoring of it has done."""
@@ -51,9 +50,9 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
     jobs = plan_jobs(study, suite, write=False)
     logged = {j.name: logged_steps(study.run_dir(j.name)) for j in jobs if j.row.trained}
     step_seconds: dict[str, float] = {}
-    for job in jobs:  # logged step times, per row
+    for job in jobs:  # logged step times, per row, over every seed on disk
         if job.row.trained and job.row.key not in step_seconds:
-            times = [logged[j.name][1] for j in jobs if j.row == job.row]
+            times = [logged_steps(run)[1] for run in study.runs_of_any_seed(job.row)]
             times = [t for t in times if t is not None]
             if times:
                 step_seconds[job.row.key] = statistics.median(times)
@@ -81,17 +80,16 @@ def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
 
 
 def _score_seconds(study: Study, jobs: list[Job]) -> dict[str, float]:
-    """Source row key of each self-ensemble row -> median seconds its finished runs took to be
-    scored (as their metrics.json recorded it; older records do not say)."""
+    """Source row key of each self-ensemble row -> median seconds its finished runs (of any
+    seed) took to be scored (as their metrics.json recorded it; older records do not say)."""
     found: dict[str, float] = {}
     sources = {job.row.ensemble_of.key: job.row.ensemble_of for job in jobs
                if job.row.ensemble_of is not None}
     for source in sources.values():
         times = []
-        for seed in study.seeds:
-            path = study.run_dir(study.run_name(source, seed)) / "metrics.json"
-            if path.is_file():
-                seconds = json.loads(path.read_text()).get("score_seconds")
+        for run in study.runs_of_any_seed(source):
+            if (run / "metrics.json").is_file():
+                seconds = read_metrics(run / "metrics.json").get("score_seconds")
                 if seconds is not None:
                     times.append(seconds)
         if times:

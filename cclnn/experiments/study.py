@@ -1,6 +1,7 @@
 """A study (what every run of an invocation shares), each run's config, and the plan of jobs."""
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,13 @@ class Study:
 
     def run_dir(self, name: str) -> Path:
         return self.out / "runs" / name
+
+    def runs_of_any_seed(self, row: Row) -> list[Path]:
+        """The folders of ``row``'s runs at this scale and budget, whatever their seed: also
+        those of seeds this invocation does not ask for."""
+        prefix = f"{row.key}_x{self.scale}_b{self.budget}_s"
+        return sorted(p for p in (self.out / "runs").glob(glob.escape(prefix) + "*")
+                      if p.name[len(prefix):].isdigit())
 
     def threads_per_job(self) -> int:
         return self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
