@@ -86,6 +86,18 @@ def test_no_spread_gives_a_decided_or_null_result_without_dividing_by_zero():
     assert tiny.df == pytest.approx(compare([1.0, 2.0, 3.0], [0.0, 1.0]).df, rel=1e-12)
 
 
+@pytest.mark.parametrize("factor", [2.0 ** 1000, 2.0 ** -1000])
+def test_huge_and_tiny_values_give_the_everyday_test_scaled(factor):
+    a, b = [1.0, -1.0, 0.3], [0.5, 0.25]
+    plain = compare(a, b)
+    scaled = compare([x * factor for x in a], [y * factor for y in b])
+    assert scaled.p_value == pytest.approx(plain.p_value, rel=1e-12)
+    assert scaled.df == pytest.approx(plain.df, rel=1e-12)
+    assert scaled.diff == pytest.approx(plain.diff * factor, rel=1e-12)
+    assert scaled.ci95[0] == pytest.approx(plain.ci95[0] * factor, rel=1e-12)
+    assert scaled.detectable == pytest.approx(plain.detectable * factor, rel=1e-9)
+
+
 def test_the_command_prints_the_json_record_and_one_line_errors(capsys):
     from cclnn.cli import main
     assert main(["stats", "--a", *map(str, DRUG1), "--b", *map(str, DRUG2), "--json"]) == 0
