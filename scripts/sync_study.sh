@@ -27,6 +27,16 @@ files=$(cd "$src" && for run in runs/*; do
   done
 done)
 (cd "$src" && tar -cf - configs $files) | (cd results/experiments && tar -xf -)
+# a scoring synced while in progress and finished since: its journal, and the weights it
+# scored where no command reads them, are not kept beside its metrics.json
+for m in results/experiments/runs/*/metrics.json; do
+  run=$(dirname "$m")
+  rm -f "$run/scoring.jsonl"
+  case "$(basename "$run")" in
+    cclnn-s_*|rnan-s_*|divanet-s_*|nlsn-s_*) ;;
+    *) rm -f "$run/final.safetensors" ;;
+  esac
+done
 for suite in table1 table2 table5; do
   python -m cclnn ablate $suite --budget 2000 --seeds 0 1 2 3 --data-root ../shared/data --tables-only > /dev/null
 done
