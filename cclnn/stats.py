@@ -98,7 +98,8 @@ def compare_with_value(a: Sequence[float], value: float) -> Comparison:
     """One-sample t-test of ``a`` against a fixed number (a method without seeds, such as
     bicubic or published weights): Welch's test with no spread on that side."""
     a = _check(a, "a")
-    _check([value, value], "the fixed value")
+    if not math.isfinite(value):
+        raise StatsError(f"the fixed value must be a finite number, got {value}")
     unit = _unit(a, [value])
     mean, var = _mean_var([v / unit for v in a])
     return _t_test(mean - value / unit, math.sqrt(var / len(a)), len(a) - 1.0, len(a), 1,

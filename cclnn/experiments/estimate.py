@@ -40,10 +40,10 @@ def _measured_step(study: Study, job: Job, steps: int) -> float:
 
 def estimate(study: Study, suite: Suite, steps: int = 3) -> list[dict]:
     """Each run's state and, for unfinished ones, the seconds left: at the step time the logs of
-    the row's runs show (of any seed on disk, asked for or not), else measured now over a few steps with this
-    invocation's threads per run (which another process's load inflates); for a self-ensemble
-    row, 8 times the scoring time of its source row's finished runs, where they recorded it,
-    less what an interrupted scoring of it has done."""
+    the row's runs show (of any seed on disk, asked for or not), else measured now over a few
+    steps with this invocation's threads per run (which another process's load inflates); for
+    a self-ensemble row, 8 times the scoring time of its source row's finished runs, where they
+    recorded it, less what an interrupted scoring of it has done."""
 
     for dataset in study.datasets:  # what the runs will be scored on: a wrong --data-root
         resolve_benchmark(dataset, study.data_root)  # fails the plan, not the runs hours later
