@@ -13,6 +13,7 @@ mkdir -p results/experiments
 # training in progress is lost with its session. Final weights of finished runs only for the
 # rows a command reads them from: Table 5's self-ensembles (CCLNN-S, RNAN-S, DiVANet-S) and the
 # LAM comparison (CCLNN-S, NLSN-S)
+keeps_weights() { case "$(basename "$1")" in cclnn-s_*|rnan-s_*|divanet-s_*|nlsn-s_*) return 0;; esac; return 1; }
 files=$(cd "$src" && for run in runs/*; do
   if [ -f "$run/metrics.json" ]; then finished=1
   elif [ -f "$run/final.safetensors" ]; then finished=0  # trained, being scored
@@ -21,7 +22,7 @@ files=$(cd "$src" && for run in runs/*; do
   for f in "$run"/*; do
     case "$f" in
       *.pt|*.tmp*) ;;
-      */final.safetensors) case "$finished:$run" in 0:*|*:runs/cclnn-s_*|*:runs/rnan-s_*|*:runs/divanet-s_*|*:runs/nlsn-s_*) echo "$f";; esac;;
+      */final.safetensors) if [ $finished = 0 ] || keeps_weights "$run"; then echo "$f"; fi;;
       *) echo "$f";;
     esac
   done
@@ -32,10 +33,7 @@ done)
 for m in results/experiments/runs/*/metrics.json; do
   run=$(dirname "$m")
   rm -f "$run/scoring.jsonl"
-  case "$(basename "$run")" in
-    cclnn-s_*|rnan-s_*|divanet-s_*|nlsn-s_*) ;;
-    *) rm -f "$run/final.safetensors" ;;
-  esac
+  keeps_weights "$run" || rm -f "$run/final.safetensors"
 done
 for suite in table1 table2 table5; do
   python -m cclnn ablate $suite --budget 2000 --seeds 0 1 2 3 --data-root ../shared/data --tables-only > /dev/null
