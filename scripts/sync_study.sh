@@ -35,9 +35,7 @@ for m in results/experiments/runs/*/metrics.json; do
   rm -f "$run/scoring.jsonl"
   keeps_weights "$run" || rm -f "$run/final.safetensors"
 done
-for suite in table1 table2 table5; do
-  python -m cclnn ablate $suite --budget 2000 --seeds 0 1 2 3 --data-root ../shared/data --tables-only > /dev/null
-done
-for suite in table3 table4; do
-  python -m cclnn ablate $suite --budget 2000 --seeds 0 1 --data-root ../shared/data --tables-only > /dev/null
+for suite in $(python -c "from cclnn.experiments.suites import SUITES; print(*SUITES)"); do
+  # each suite's planned seeds (Suite.seeds): the tables of the whole study
+  python -m cclnn ablate "$suite" --budget 2000 --data-root ../shared/data --tables-only > /dev/null
 done

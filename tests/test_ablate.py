@@ -161,6 +161,17 @@ def test_a_plan_or_a_table_of_nothing_is_refused_before_anything_is_written(tmp_
     assert not study.out.exists()
 
 
+def test_seeds_default_to_the_suites_planned_seeds(tmp_path, capsys):
+    from cclnn.cli import main
+    assert {n: s.seeds for n, s in SUITES.items()} == {
+        "table1": 4, "table2": 4, "table3": 2, "table4": 2, "table5": 4}
+    for name, seeds in (("table1", "0 1 2 3"), ("table4", "0 1"), ("table4 --seeds 3 3", "3")):
+        argv = ["ablate", *name.split(), "--budget", "10", "--out", str(tmp_path), "--tables-only"]
+        assert main(argv) == 2
+        assert f"iterations, seeds {seeds} (no metrics.json)" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow  # a CLI subprocess: about 4 s here
 def test_only_picks_rows_and_names_the_known_ones(tmp_path):
     suite = only_rows(SUITES["table5"], ("rnan-s", "divanet-s"))

@@ -10,7 +10,6 @@ from cclnn.experiments.suites import SUITES
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "experiments"
 DOC = ROOT / "docs" / "experiments.md"
-SEEDS = {"table1": 4, "table2": 4, "table5": 4, "table3": 2, "table4": 2}  # the study's plan
 
 
 def _claim_rows(text: str) -> list[str]:
@@ -19,9 +18,9 @@ def _claim_rows(text: str) -> list[str]:
 
 def _planned() -> tuple[set[str], set[str]]:
     trained, ensembles = set(), set()
-    for name, suite in SUITES.items():
+    for suite in SUITES.values():
         for row in suite.rows:
-            runs = {f"{row.key}_s{seed}" for seed in range(SEEDS[name])}
+            runs = {f"{row.key}_s{seed}" for seed in range(suite.seeds)}
             if row.trained:
                 trained |= runs
             elif row.ensemble_of is not None:

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cclnn.models import NonLocalSparseAttention
 from cclnn.models.nlsa import num_buckets

@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
                                       "its table (see docs/experiments.md)")
     p.add_argument("suite", metavar="SUITE", help="one of " + ", ".join(SUITES))
     p.add_argument("--budget", type=POSITIVE, required=True, help="training iterations per run")
-    p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0, 1])
+    plans = "; ".join(f"{n}: 0-{s.seeds - 1}" for n, s in SUITES.items())
+    p.add_argument("--seeds", type=NON_NEGATIVE, nargs="+",
+                   help=f"training seeds (default: the study's plan, {plans})")
     p.add_argument("--out", default="results/experiments", help="results folder")
     add_scale(p, default=2)
     p.add_argument("--jobs", type=POSITIVE, default=1, help="runs trained at the same time")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise AblationError("--jobs: must be at least 1")
     study = Study(out=Path(args.out), budget=args.budget, scale=args.scale,
-                  seeds=tuple(dict.fromkeys(args.seeds)), train_dirs=tuple(args.train),
+                  seeds=tuple(dict.fromkeys(args.seeds or range(suite.seeds))), train_dirs=tuple(args.train),
                   datasets=tuple(args.datasets), data_root=args.data_root,
                   a2n_weights=args.a2n_weights, overrides=tuple(args.set or ()),
                   jobs=args.jobs, threads=args.threads, hold_out=args.hold_out)
