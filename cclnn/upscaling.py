@@ -48,7 +48,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .atomic import remove_stale_temps
-from .data.images import (decode_array, decode_image, image_size, is_image_file,
+from .data.images import (IMAGE_SUFFIXES, decode_array, decode_image, image_size, is_image_file,
                           read_image_with_alpha, write_image)
 from .errors import CclnnError
 from .factory import SHIPPED, create_model
@@ -331,6 +331,11 @@ def _output_folder(folder: Path) -> None:
 def _targets(files: list[Path], out: str | None, scale: int, single: bool, suffix: str,
              ext: str | None) -> list[Path]:
     """Each input's output; a clash of two inputs, or an input as an output, is refused."""
+    if (out and not out.endswith(("/", os.sep)) and not Path(out).is_dir()
+            and Path(out).suffix and not is_image_file(Path(out))):
+        raise UpscaleError(f"-o {out}: {Path(out).suffix} is not an image format cclnn writes "
+                           f"({' '.join(sorted(IMAGE_SUFFIXES))}); for a folder of that name, "
+                           f"write {out.rstrip('/')}/")
     if out and files and not single and (Path(out).is_file() or (not Path(out).exists()
                                                                  and is_image_file(Path(out)))):
         raise UpscaleError(f"-o {out}: several inputs need an output folder, not a file")

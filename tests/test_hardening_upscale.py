@@ -265,6 +265,26 @@ def test_one_output_file_for_several_inputs_is_refused(tmp_path, weights, capsys
     assert not (tmp_path / "x.png").exists()
 
 
+def test_an_output_name_of_another_format_is_refused_and_a_slash_makes_it_a_folder(
+        tmp_path, weights, capsys):
+    picture(tmp_path / "a.png")
+    code, out, err = run([tmp_path / "a.png", "-o", tmp_path / "a.txt"], weights, capsys)
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1
+    assert err.startswith(f"cclnn upscale: error: -o {tmp_path / 'a.txt'}: .txt is not an "
+                          f"image format cclnn writes (.bmp .jpeg .jpg ")
+    assert err.endswith(f"for a folder of that name, write {tmp_path / 'a.txt'}/\n")
+    assert not (tmp_path / "a.txt").exists()
+    picture(tmp_path / "b.png")  # several inputs alike
+    code, out, err = run([tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "a.txt"],
+                         weights, capsys)
+    assert (code, out) == (2, "") and ".txt is not an image format" in err
+    assert run([tmp_path / "a.png", "-o", f"{tmp_path / 'v1.5'}/"], weights, capsys)[0] == 0
+    assert [p.name for p in (tmp_path / "v1.5").iterdir()] == ["a_x2.png"]
+    (tmp_path / "run.d").mkdir()  # an existing folder needs no slash
+    assert run([tmp_path / "a.png", "-o", tmp_path / "run.d"], weights, capsys)[0] == 0
+    assert [p.name for p in (tmp_path / "run.d").iterdir()] == ["a_x2.png"]
+
+
 def test_two_inputs_with_one_output_name_are_refused(tmp_path, weights, capsys):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

@@ -20,8 +20,10 @@ from .common import (NON_NEGATIVE, POSITIVE, WEIGHTS_WITH_SCALE, add_device, add
 def add_parser(sub) -> None:
     p = sub.add_parser("upscale", help="upscale images (files, folders, globs)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("-o", "--output", help="output file (one input) or folder "
-                                          "(default: beside each input, STEM_SUFFIX.EXT)")
+    p.add_argument("-o", "--output", help="output image file (one input) or folder: an "
+                                          "existing one, or a name ending in / or without a "
+                                          "suffix (default: beside each input, "
+                                          "STEM_SUFFIX.EXT)")
     add_scale(p, help="scale factor (default: the one --weights records, else 2)")
     p.add_argument("--model", help="network (default: the one --weights records, else the "
                                    "shipped cclnn-t)")
