@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
         raise AblationError("--jobs: must be at least 1")
     study = Study(out=Path(args.out), budget=args.budget, scale=args.scale,
                   seeds=tuple(dict.fromkeys(args.seeds or range(suite.seeds))),
-                  train_dirs=tuple(args.train), datasets=tuple(args.datasets), data_root=args.data_root,
-                  a2n_weights=args.a2n_weights, overrides=tuple(args.set or ()),
-                  jobs=args.jobs, threads=args.threads, hold_out=args.hold_out)
+                  train_dirs=tuple(args.train), datasets=tuple(args.datasets),
+                  data_root=args.data_root, a2n_weights=args.a2n_weights,
+                  overrides=tuple(args.set or ()), jobs=args.jobs, threads=args.threads,
+                  hold_out=args.hold_out)
     for d in study.train_dirs:
         if not Path(d).is_dir():
             raise AblationError(f"--train: {d} is not a folder")
