@@ -2,9 +2,9 @@
 # The experiments' run plan, most useful runs first: seed 0 of every suite, then seed 1, ...,
 # each suite up to its planned seeds (Suite.seeds: 4 for Tables 1, 2 and 5, 2 for Tables 3-4).
 # One run at a time on one thread, so that the other core stays free. Finished runs are
-# skipped, interrupted ones resumed: rerun it after any stop. A second worker on a second core runs the same plan from its end
-# (--from-end); run folders are locked, so where the two meet one of them skips the run the
-# other holds (rerun to pick it up).
+# skipped, interrupted ones resumed: rerun it after any stop. A second worker on a second
+# core runs the same plan from its end (--from-end); run folders are locked, so where the two
+# meet one of them skips the run the other holds (rerun to pick it up).
 # Usage: scripts/run_study.sh [--from-end] [extra `cclnn ablate` options]
 set -u
 cd "$(dirname "$0")/.."
