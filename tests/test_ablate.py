@@ -161,6 +161,27 @@ def test_a_plan_or_a_table_of_nothing_is_refused_before_anything_is_written(tmp_
     assert not study.out.exists()
 
 
+def test_a_run_made_with_another_config_is_refused_naming_what_differs(tmp_path):
+    study = Study(out=tmp_path, budget=100, seeds=(0,), datasets=("Set5",))
+    suite = only_rows(SUITES["table2"], ("cclnn-s",))
+    run = tmp_path / "runs" / "cclnn-s_x2_b100_s0"
+    run.mkdir(parents=True)
+    written = tmp_path / "configs" / "cclnn-s_x2_b100_s0.yaml"
+    plan_jobs(study, suite)
+    moved = written.read_text().replace("out_dir: ", "out_dir: /elsewhere/")
+    (run / "config.yaml").write_text(moved)
+    with pytest.raises(AblationError, match=r"cclnn-s_x2_b100_s0: made with a different config "
+                       r"than this invocation's \(out_dir: '/elsewhere/.*runs' there, "
+                       r"'.*runs' now\); use another --out or remove it"):
+        plan_jobs(study, suite)
+    (run / "config.yaml").write_text(written.read_text() + "\n# a comment\n")
+    with pytest.raises(AblationError, match="the same values, written otherwise"):
+        plan_jobs(study, suite)
+    (run / "config.yaml").write_text("a: [")
+    with pytest.raises(AblationError, match="its config.yaml does not parse"):
+        plan_jobs(study, suite)
+
+
 def test_seeds_default_to_the_suites_planned_seeds(tmp_path, capsys):
     from cclnn.cli import main
     assert {n: s.seeds for n, s in SUITES.items()} == {

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from ..config import ConfigError, config_to_dict
 from ..data.benchmark import list_images
 from ..atomic import write_text_if_changed
 from ..engine.checkpoint import LATEST
-from ..engine.train_config import config_from_dict, dump_config, parse_overrides
+from ..engine.train_config import config_from_dict, dump_config, parse_overrides, read_yaml
 from ..models.registry import model_config
 from . import AblationError
 from .suites import (DEFAULT_A2N, DEFAULT_TRAIN, HOLD_OUT, LR_STEP_FRACTION, WARMUP_FRACTION,
@@ -114,6 +116,24 @@ def config_text(study: Study, row: Row, seed: Optional[int]) -> str:
     return dump_config(config_from_dict(run_config(study, row, seed)))
 
 
+def _changes(there: str, here: str, shown: int = 2) -> str:
+    """The first keys two run configs differ in, ``key: old there, new here``."""
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items()
+                    for k, v in flat(item, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+    try:
+        old, new = flat(read_yaml(there)), flat(read_yaml(here))
+    except yaml.YAMLError:
+        return "its config.yaml does not parse"
+    keys = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    if not keys:
+        return "the same values, written otherwise"
+    text = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:shown])
+    return text + (f"; {len(keys) - shown} more" if len(keys) > shown else "")
+
+
 def plan_jobs(study: Study, suite: Suite, write: bool = True) -> list[Job]:
     """Every run of the suite with its state; writes the configs of the trained ones (unless
     ``write`` is off: ``--plan`` leaves the disk as it was) and refuses a run directory whose
@@ -139,8 +159,9 @@ def plan_jobs(study: Study, suite: Suite, write: bool = True) -> list[Job]:
                 text = config_text(study, row, seed)
                 if (run / "config.yaml").is_file() and (run / "config.yaml").read_text() != text:
                     raise AblationError(
-                        f"{run}: made with a different config than this invocation's (other "
-                        f"--set options, data or budget?); use another --out or remove it")
+                        f"{run}: made with a different config than this invocation's "
+                        f"({_changes((run / 'config.yaml').read_text(), text)}); use another "
+                        f"--out or remove it")
                 if write:
                     write_text_if_changed(study.out / "configs" / f"{name}.yaml", text)
             jobs.append(Job(row, seed, name, state))
