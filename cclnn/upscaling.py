@@ -331,13 +331,14 @@ def _output_folder(folder: Path) -> None:
 def _targets(files: list[Path], out: str | None, scale: int, single: bool, suffix: str,
              ext: str | None) -> list[Path]:
     """Each input's output; a clash of two inputs, or an input as an output, is refused."""
-    if (out and not out.endswith(("/", os.sep)) and not Path(out).is_dir()
-            and Path(out).suffix and not is_image_file(Path(out))):
-        raise UpscaleError(f"-o {out}: {Path(out).suffix} is not an image format cclnn writes "
+    named = Path(out) if out else None
+    if (named and not out.endswith(("/", os.sep)) and not named.is_dir() and named.suffix
+            and not is_image_file(named)):
+        raise UpscaleError(f"-o {out}: {named.suffix} is not an image format cclnn writes "
                            f"({' '.join(sorted(IMAGE_SUFFIXES))}); for a folder of that name, "
                            f"write {out.rstrip('/')}/")
-    if out and files and not single and (Path(out).is_file() or (not Path(out).exists()
-                                                                 and is_image_file(Path(out)))):
+    if named and files and not single and (named.is_file() or (not named.exists()
+                                                               and is_image_file(named))):
         raise UpscaleError(f"-o {out}: several inputs need an output folder, not a file")
     targets = [output_path(source, out, scale, single, suffix, ext) for source in files]
     if ext and targets and single and targets[0].suffix.lower() != ext:
