@@ -13,7 +13,10 @@ mkdir -p results/experiments
 # training in progress is lost with its session. Final weights of finished runs only for the
 # rows a command reads them from: Table 5's self-ensembles (CCLNN-S, RNAN-S, DiVANet-S) and the
 # LAM comparison (CCLNN-S, NLSN-S)
-keeps_weights() { case "$(basename "$1")" in cclnn-s_*|rnan-s_*|divanet-s_*|nlsn-s_*) return 0;; esac; return 1; }
+keeps_weights() {
+  case "$(basename "$1")" in cclnn-s_*|rnan-s_*|divanet-s_*|nlsn-s_*) return 0;; esac
+  return 1
+}
 files=$(cd "$src" && for run in runs/*; do
   if [ -f "$run/metrics.json" ]; then finished=1
   elif [ -f "$run/final.safetensors" ]; then finished=0  # trained, being scored
